@@ -1,0 +1,167 @@
+#include "core/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/blas.h"
+
+namespace vg {
+namespace {
+
+// Workers wait for a job; the caller takes part too. One job at a time: a call made while a job runs
+// (from a worker or another thread) runs inline, which keeps nested parallel_for safe.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n) { resize(n); }
+  ~ThreadPool() { stop_workers(); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> busy(run_mutex_);
+    stop_workers();
+    stopping_ = false;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+
+  void run(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    const int64_t n = end - begin;
+    if (n <= 0) return;
+    grain = std::max<int64_t>(grain, 1);
+    int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, size());
+    std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+    if (chunks <= 1 || !busy.owns_lock() || in_worker_) {
+      fn(begin, end);
+      return;
+    }
+    // Chunks are handed out dynamically in units of `step` so uneven work balances.
+    int64_t step = std::max<int64_t>(grain, (n + chunks * 4 - 1) / (chunks * 4));
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &fn;
+      job_begin_ = begin;
+      job_end_ = end;
+      job_step_ = step;
+      next_.store(begin);
+      error_ = nullptr;
+      pending_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(m_);
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      int64_t b = next_.fetch_add(job_step_);
+      if (b >= job_end_) break;
+      int64_t e = std::min(job_end_, b + job_step_);
+      try {
+        (*job_)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(m_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+
+  void worker_loop() {
+    in_worker_ = true;
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // held by the caller for the whole job
+  std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_begin_ = 0, job_end_ = 0, job_step_ = 1;
+  std::atomic<int64_t> next_{0};
+  std::exception_ptr error_;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  static thread_local bool in_worker_;
+};
+
+thread_local bool ThreadPool::in_worker_ = false;
+
+int default_threads() {
+  if (const char* s = std::getenv("VG_NUM_THREADS")) {
+    int n = std::atoi(s);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+std::mutex g_pool_mutex;
+std::unique_ptr<ThreadPool> g_pool;
+int g_threads = 0;
+
+ThreadPool& pool() {
+  std::lock_guard<std::mutex> lk(g_pool_mutex);
+  if (!g_pool) {
+    g_threads = default_threads();
+    g_pool = std::make_unique<ThreadPool>(g_threads);
+    blas_set_num_threads(g_threads);
+  }
+  return *g_pool;
+}
+
+}  // namespace
+
+int num_threads() {
+  pool();
+  return g_threads;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = default_threads();
+  ThreadPool& p = pool();
+  std::lock_guard<std::mutex> lk(g_pool_mutex);
+  if (n != g_threads) {
+    p.resize(n);
+    g_threads = n;
+  }
+  blas_set_num_threads(n);
+}
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  pool().run(begin, end, grain, fn);
+}
+
+}  // namespace vg
