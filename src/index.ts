@@ -3,3 +3,32 @@ export * as kernels from './kernels/index.js';
 export { buildInfo, cudaInfo, setNumThreads, getNumThreads } from './native/runtime.js';
 export type { BuildInfo, CudaInfo } from './native/runtime.js';
 export { VlmGrpoError, NativeAddonError } from './errors.js';
+// ---- processor (images, tokenizer, chat template)
+export {
+  preprocessImage,
+  preprocessImages,
+  smartResize,
+  loadPreprocessorConfig,
+  loadTokenizer,
+  QwenTokenizer,
+  ChatTemplate,
+  expandImagePlaceholders,
+  expandImageTokenIds,
+  imageTokenCount,
+} from './processor/index.js';
+export type {
+  ImageInput,
+  ImageGridThw,
+  PreprocessImageOptions,
+  PreprocessedImage,
+  PreprocessedImages,
+  PreprocessorConfig,
+  SpecialTokenIds,
+  ChatMessage,
+  ChatContentPart,
+  RenderChatOptions,
+} from './processor/index.js';
+// ---- model folder (config, weights plan, position/vision index arrays)
+export * as model from './model/index.js';
+export { readModelConfig, readModelFolder, ModelConfigError, ModelWeightsError, SafetensorsError } from './model/index.js';
+export type { ModelConfig, ModelFolder, GenerationConfig, WeightPlan, PlannedWeight } from './model/index.js';
