@@ -1,0 +1,194 @@
+#include "model/decoder.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "cpu/activations.h"
+#include "cpu/attention.h"
+#include "cpu/linear.h"
+#include "cpu/norms.h"
+#include "cpu/rope.h"
+
+namespace vg {
+
+template <typename T>
+void LayerActs<T>::clear_all_but_input() {
+  for (auto* v : {&rstd1, &xn1, &q, &k, &v, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act}) {
+    v->clear();
+    v->shrink_to_fit();
+  }
+}
+
+namespace {
+
+AttentionDims text_attention_dims(const TextConfig& t, const PackedBatch& b) {
+  AttentionDims d;
+  d.batch = b.num_seqs;
+  d.total_q = d.total_k = b.num_tokens;
+  d.num_heads = t.heads;
+  d.num_kv_heads = t.kv_heads;
+  d.head_dim = t.head_dim;
+  d.causal = true;
+  d.scale = AttentionDims::default_scale(t.head_dim);
+  return d;
+}
+
+// One layer forward from a.x_in, filling every other field of `a`; returns the layer output in `out`.
+template <typename T>
+void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const PackedBatch& b, const DecoderActs<T>& acts,
+                   LayerActs<T>& a, std::vector<T>& out) {
+  const TextConfig& t = cfg.text;
+  const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
+                I = t.intermediate;
+  a.rstd1.resize(N);
+  a.xn1.resize(N * H);
+  rms_norm_forward(a.x_in.data(), w.input_norm, a.xn1.data(), a.rstd1.data(), N, H, t.rms_eps);
+  a.q.resize(N * qd);
+  a.k.resize(N * kvd);
+  a.v.resize(N * kvd);
+  linear_forward(a.xn1.data(), w.q_w, w.q_b, a.q.data(), N, H, qd);
+  linear_forward(a.xn1.data(), w.k_w, w.k_b, a.k.data(), N, H, kvd);
+  linear_forward(a.xn1.data(), w.v_w, w.v_b, a.v.data(), N, H, kvd);
+  rope_apply(a.q.data(), a.q.data(), N, t.heads, d, acts.cos.data(), acts.sin.data(), false);
+  rope_apply(a.k.data(), a.k.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data(), false);
+  a.attn.resize(N * qd);
+  a.lse.resize(t.heads * N);
+  AttentionDims dims = text_attention_dims(t, b);
+  attention_forward(dims, a.q.data(), a.k.data(), a.v.data(), b.cu_seqlens, b.cu_seqlens, a.attn.data(), a.lse.data());
+  a.x_mid.resize(N * H);
+  linear_forward<T>(a.attn.data(), w.o_w, nullptr, a.x_mid.data(), N, qd, H);
+  parallel_for(0, N * H, 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) a.x_mid[i] += a.x_in[i];
+  });
+  a.rstd2.resize(N);
+  a.xn2.resize(N * H);
+  rms_norm_forward(a.x_mid.data(), w.post_norm, a.xn2.data(), a.rstd2.data(), N, H, t.rms_eps);
+  a.gate.resize(N * I);
+  a.up.resize(N * I);
+  a.act.resize(N * I);
+  linear_forward<T>(a.xn2.data(), w.gate_w, nullptr, a.gate.data(), N, H, I);
+  linear_forward<T>(a.xn2.data(), w.up_w, nullptr, a.up.data(), N, H, I);
+  swiglu_forward(a.gate.data(), a.up.data(), a.act.data(), N * I);
+  out.resize(N * H);
+  linear_forward<T>(a.act.data(), w.down_w, nullptr, out.data(), N, I, H);
+  parallel_for(0, N * H, 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] += a.x_mid[i];
+  });
+}
+
+template <typename T>
+void add_into(std::vector<T>& dst, const std::vector<T>& src) {
+  parallel_for(0, static_cast<int64_t>(dst.size()), 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& b, const T* image_embeds,
+                     DecoderActs<T>& acts) {
+  const TextConfig& t = cfg.text;
+  const int64_t N = b.num_tokens, H = t.hidden;
+  VG_CHECK_ARG(N > 0 && b.num_seqs > 0, "decoder_forward: empty batch (", N, " tokens, ", b.num_seqs, " sequences)");
+  VG_CHECK_ARG(b.cu_seqlens[0] == 0 && b.cu_seqlens[b.num_seqs] == N, "decoder_forward: cu_seqlens must run from 0 to ",
+               N, ", got ", b.cu_seqlens[0], "..", b.cu_seqlens[b.num_seqs]);
+  // Embedding lookup; image-pad positions take the next row of image_embeds.
+  std::vector<T> x(N * H);
+  int64_t img = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t id = b.input_ids[n];
+    VG_CHECK_ARG(id >= 0 && id < t.vocab_size, "decoder_forward: token id ", id, " at position ", n,
+                 " is outside the vocabulary (", t.vocab_size, ")");
+    const T* src;
+    if (id == cfg.image_token_id) {
+      VG_CHECK_ARG(image_embeds != nullptr, "decoder_forward: image-pad token at position ", n,
+                   " but no image features were given");
+      src = image_embeds + (img++) * H;
+    } else {
+      src = p.embed + static_cast<int64_t>(id) * H;
+    }
+    std::copy(src, src + H, x.data() + n * H);
+  }
+  acts.cos.resize(N * t.head_dim / 2);
+  acts.sin.resize(N * t.head_dim / 2);
+  rope_tables(RopeKind::kMRope, b.positions, N, t.head_dim, t.rope_theta, t.mrope_section, acts.cos.data(),
+              acts.sin.data());
+  acts.layers.resize(t.layers);
+  for (int64_t l = 0; l < t.layers; ++l) {
+    LayerActs<T>& a = acts.layers[l];
+    a.x_in = std::move(x);
+    layer_forward(cfg, p.layers[l], b, acts, a, x);
+    if (acts.recompute) a.clear_all_but_input();
+  }
+  acts.x_final = std::move(x);
+  acts.rstd_f.resize(N);
+  acts.hidden.resize(N * H);
+  rms_norm_forward(acts.x_final.data(), p.final_norm, acts.hidden.data(), acts.rstd_f.data(), N, H, t.rms_eps);
+}
+
+template <typename T>
+void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& b,
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds) {
+  const TextConfig& t = cfg.text;
+  const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
+                I = t.intermediate;
+  std::vector<T> dx(N * H), tmp(N * H), dmid(N * H), dact(N * I), dgate(N * I), dup(N * I), dattn(N * qd),
+      dq(N * qd), dk(N * kvd), dv(N * kvd), dxn(N * H), scratch;
+  rms_norm_backward(acts.x_final.data(), p.final_norm, acts.rstd_f.data(), dhidden.data(), dx.data(), g.final_norm, N, H);
+  const AttentionDims dims = text_attention_dims(t, b);
+  for (int64_t l = t.layers - 1; l >= 0; --l) {
+    const DecoderLayerView<T>& w = p.layers[l];
+    const DecoderLayerView<T>& gw = g.layers[l];
+    LayerActs<T>& a = acts.layers[l];
+    if (acts.recompute) layer_forward(cfg, w, b, acts, a, scratch);
+    // MLP: out = x_mid + down(silu(gate) * up)
+    linear_backward<T>(a.act.data(), w.down_w, dx.data(), dact.data(), gw.down_w, nullptr, N, I, H);
+    swiglu_backward(a.gate.data(), a.up.data(), dact.data(), dgate.data(), dup.data(), N * I);
+    linear_backward<T>(a.xn2.data(), w.gate_w, dgate.data(), dxn.data(), gw.gate_w, nullptr, N, H, I);
+    linear_backward<T>(a.xn2.data(), w.up_w, dup.data(), tmp.data(), gw.up_w, nullptr, N, H, I);
+    add_into(dxn, tmp);
+    rms_norm_backward(a.x_mid.data(), w.post_norm, a.rstd2.data(), dxn.data(), dmid.data(), gw.post_norm, N, H);
+    add_into(dmid, dx);  // residual
+    // Attention: x_mid = x_in + o_proj(attn(q, k, v))
+    linear_backward<T>(a.attn.data(), w.o_w, dmid.data(), dattn.data(), gw.o_w, nullptr, N, qd, H);
+    attention_backward(dims, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(), dattn.data(),
+                       b.cu_seqlens, b.cu_seqlens, dq.data(), dk.data(), dv.data());
+    rope_backward(dq.data(), dq.data(), N, t.heads, d, acts.cos.data(), acts.sin.data());
+    rope_backward(dk.data(), dk.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data());
+    linear_backward(a.xn1.data(), w.q_w, dq.data(), dxn.data(), gw.q_w, gw.q_b, N, H, qd);
+    linear_backward(a.xn1.data(), w.k_w, dk.data(), tmp.data(), gw.k_w, gw.k_b, N, H, kvd);
+    add_into(dxn, tmp);
+    linear_backward(a.xn1.data(), w.v_w, dv.data(), tmp.data(), gw.v_w, gw.v_b, N, H, kvd);
+    add_into(dxn, tmp);
+    rms_norm_backward(a.x_in.data(), w.input_norm, a.rstd1.data(), dxn.data(), dx.data(), gw.input_norm, N, H);
+    add_into(dx, dmid);  // residual
+    if (acts.recompute) a.clear_all_but_input();
+  }
+  // Embedding: scatter-add rows; image-pad rows go to the image features instead.
+  int64_t img = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t id = b.input_ids[n];
+    const T* src = dx.data() + n * H;
+    if (id == cfg.image_token_id) {
+      if (d_image_embeds) std::copy(src, src + H, d_image_embeds + (img++) * H);
+      continue;
+    }
+    T* dst = g.embed + static_cast<int64_t>(id) * H;
+    for (int64_t j = 0; j < H; ++j) dst[j] += src[j];
+  }
+}
+
+template struct LayerActs<float>;
+template struct LayerActs<double>;
+template void decoder_forward<float>(const ModelConfig&, const ModelView<float>&, const PackedBatch&, const float*,
+                                     DecoderActs<float>&);
+template void decoder_forward<double>(const ModelConfig&, const ModelView<double>&, const PackedBatch&, const double*,
+                                      DecoderActs<double>&);
+template void decoder_backward<float>(const ModelConfig&, const ModelView<float>&, const ModelView<float>&,
+                                      const PackedBatch&, DecoderActs<float>&, std::vector<float>&, float*);
+template void decoder_backward<double>(const ModelConfig&, const ModelView<double>&, const ModelView<double>&,
+                                       const PackedBatch&, DecoderActs<double>&, std::vector<double>&, double*);
+
+}  // namespace vg

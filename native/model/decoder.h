@@ -1,0 +1,58 @@
+// The Qwen2 / Qwen2.5-VL language model over a packed batch of sequences (no padding), forward and
+// backward: embedding (+ image features at image-pad positions), L x [RMSNorm -> q/k/v (bias) -> M-RoPE ->
+// causal GQA attention -> o_proj -> residual -> RMSNorm -> SwiGLU MLP -> residual], final RMSNorm.
+// The LM head and log-probs live in model.cpp (chunked, never full logits unless asked).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/params.h"
+
+namespace vg {
+
+// A packed batch: B sequences laid end to end, N tokens in all.
+struct PackedBatch {
+  int64_t num_tokens = 0;
+  int64_t num_seqs = 0;
+  const int32_t* input_ids = nullptr;   // [N]
+  const int32_t* positions = nullptr;   // [3, N] M-RoPE (t, h, w) ids
+  const int32_t* cu_seqlens = nullptr;  // [B + 1], cu_seqlens[0] = 0, cu_seqlens[B] = N
+};
+
+// What one decoder layer keeps for its backward pass.
+template <typename T>
+struct LayerActs {
+  std::vector<T> x_in;       // [N, H] residual stream entering the layer
+  std::vector<T> rstd1, xn1; // input RMSNorm statistics and output
+  std::vector<T> q, k, v;    // [N, Hq*d], [N, Hkv*d] x2, after bias; q and k after RoPE
+  std::vector<T> attn, lse;  // attention output [N, Hq*d] and its log-sum-exp [Hq, N]
+  std::vector<T> x_mid;      // residual after attention
+  std::vector<T> rstd2, xn2; // post-attention RMSNorm
+  std::vector<T> gate, up, act;  // MLP [N, I]
+  void clear_all_but_input();
+};
+
+template <typename T>
+struct DecoderActs {
+  std::vector<LayerActs<T>> layers;
+  std::vector<T> cos, sin;      // rotary tables [N, d/2], shared by all layers
+  std::vector<T> x_final;       // [N, H] residual after the last layer
+  std::vector<T> rstd_f, hidden; // final RMSNorm statistics and output (the LM head's input)
+  bool recompute = false;       // gradient checkpointing: layers keep only x_in
+};
+
+// Forward. image_embeds: [number of image-pad tokens in the batch, H] placed in order (may be null when there
+// are none). When acts.recompute is set, only each layer's input is kept.
+template <typename T>
+void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& batch, const T* image_embeds,
+                     DecoderActs<T>& acts);
+
+// Backward from dL/d hidden [N, H] (the final norm's output). Accumulates parameter gradients into g (same layout),
+// writes dL/d image_embeds (rows of image-pad tokens, in order) when d_image_embeds is not null.
+// `dhidden` is consumed (used as scratch).
+template <typename T>
+void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& batch,
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds);
+
+}  // namespace vg

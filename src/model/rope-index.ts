@@ -1,0 +1,173 @@
+/**
+ * M-RoPE position ids of the language model: HF transformers v4 `get_rope_index` for images (spec 4.2.1),
+ * per batch row with an optional attention mask, plus the decode-step positions (spec 4.2.4).
+ *
+ * Per row, over the tokens with mask 1 (pads removed, wherever they are):
+ *  - text tokens get t = h = w = a running index;
+ *  - each image (a vision_start token followed by image_pad; its pads are found as the next image_pad at or
+ *    after the current position) with grid (t, h, w) takes the next grid in order over the whole batch. With
+ *    base = (max position so far + 1) + (text tokens since), its t·(h/M)·(w/M) tokens get, in raster order,
+ *    t = base + T, h = base + row, w = base + col, where T = 0 for Qwen2.5-VL images (time index times
+ *    second_per_grid_t = 0) and T = frame index for Qwen2-VL (0 for single-frame images);
+ *  - text after an image continues at max(image block) + 1.
+ * Pad slots get 1. rope_delta = max position + 1 − L, with L the padded row length.
+ * A row without images is the text-only case: positions 0, 1, ... over the unmasked tokens (HF's
+ * cumsum(mask) − 1), delta = (#unmasked) − L (when no grids are passed at all, HF's text-only branch also
+ * counts the pads' fill value 1 in the max, so a padded row with one real token gets delta 2 − L).
+ * Decode: the token at absolute cache index c (pads included) gets c + rope_delta on all three axes.
+ *
+ * Videos are not supported (the image processor handles still images only): a vision_start followed by
+ * video_pad is rejected rather than silently numbered as text.
+ */
+import type { ModelConfig } from './config.js';
+import { normalizeGrids, type GridInput } from './vision-index.js';
+
+export type RopeIndexConfig = Pick<ModelConfig, 'modelType' | 'spatialMergeSize' | 'imageTokenId' | 'videoTokenId' | 'visionStartTokenId'>;
+
+/** Integer sequences: typed arrays (int64 included) or plain number arrays. */
+export type IntArrayInput = ArrayLike<number> | BigInt64Array;
+
+export interface RopeIndexInput {
+  /** [batchSize, seqLen] token ids, row-major. */
+  readonly inputIds: IntArrayInput;
+  /** Rows in inputIds; default 1. */
+  readonly batchSize?: number;
+  /** [batchSize, seqLen] of 0/1 (1 = real token). Omitted: every token is real. */
+  readonly attentionMask?: IntArrayInput;
+  /** One [t, h, w] per image, in order over the whole batch. */
+  readonly imageGridThw?: GridInput;
+}
+
+export interface RopeIndex {
+  readonly batchSize: number;
+  readonly seqLen: number;
+  /** [3, batchSize, seqLen]: t, h, w position of every token (pads hold 1). */
+  readonly positionIds: Int32Array;
+  /** [batchSize]: max position + 1 − seqLen. */
+  readonly ropeDeltas: Int32Array;
+}
+
+function toInts(field: string, a: IntArrayInput): Int32Array {
+  if (a === null || typeof a !== 'object' || typeof (a as ArrayLike<number>).length !== 'number') {
+    throw new TypeError(`${field}: expected an integer array, got ${a === null ? 'null' : typeof a}`);
+  }
+  const out = new Int32Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const v = Number((a as ArrayLike<number | bigint>)[i]);
+    if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw new RangeError(`${field}[${i}]: ${String((a as ArrayLike<unknown>)[i])} is not a 32-bit integer`);
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Computes position_ids [3, B, L] and rope_deltas [B] (HF v4 get_rope_index, images). */
+export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): RopeIndex {
+  const ids = toInts('inputIds', input.inputIds);
+  const B = input.batchSize ?? 1;
+  if (!Number.isSafeInteger(B) || B < 1) throw new RangeError(`batchSize must be a positive integer, got ${B}`);
+  if (ids.length % B !== 0 || ids.length === 0) throw new RangeError(`inputIds length ${ids.length} is not a positive multiple of batchSize ${B}`);
+  const L = ids.length / B;
+  let mask: Int32Array | null = null;
+  if (input.attentionMask !== undefined) {
+    mask = toInts('attentionMask', input.attentionMask);
+    if (mask.length !== ids.length) throw new RangeError(`attentionMask length ${mask.length} != inputIds length ${ids.length} (batchSize ${B} × seqLen ${L})`);
+    const bad = mask.findIndex((v) => v !== 0 && v !== 1);
+    if (bad >= 0) throw new RangeError(`attentionMask[${bad}] is ${mask[bad]}; expected 0 or 1`);
+  }
+  const M = config.spatialMergeSize;
+  const grids = input.imageGridThw === undefined ? [] : normalizeGrids('imageGridThw', input.imageGridThw, M);
+  const isQ2 = config.modelType === 'qwen2_vl';
+  const textBranch = input.imageGridThw === undefined;
+
+  const pos = new Int32Array(3 * B * L).fill(1);
+  const deltas = new Int32Array(B);
+  let img = 0;
+  for (let b = 0; b < B; b++) {
+    const keep: number[] = [];
+    for (let j = 0; j < L; j++) if (!mask || mask[b * L + j] === 1) keep.push(j);
+    if (keep.length === 0) throw new RangeError(`attentionMask row ${b} has no tokens (all zeros)`);
+    const row = keep.map((j) => ids[b * L + j]!);
+    const n = row.length;
+    let nImages = 0;
+    for (let j = 0; j + 1 < n; j++) {
+      if (row[j] !== config.visionStartTokenId) continue;
+      if (row[j + 1] === config.imageTokenId) nImages++;
+      else if (row[j + 1] === config.videoTokenId) {
+        throw new RangeError(`inputIds row ${b}: video tokens (vision_start ${config.visionStartTokenId} followed by video_pad ${config.videoTokenId} at unmasked index ${j}) are not supported`);
+      }
+    }
+    // Column k of the row's unmasked tokens → (t, h, w).
+    const t3 = new Int32Array(n);
+    const h3 = new Int32Array(n);
+    const w3 = new Int32Array(n);
+    let k = 0;
+    let next = 0; // max position so far + 1
+    let st = 0;
+    for (let im = 0; im < nImages; im++) {
+      const ed = row.indexOf(config.imageTokenId, st);
+      const grid = grids[img];
+      if (grid === undefined) {
+        throw new RangeError(`imageGridThw has ${grids.length} grids, but inputIds row ${b} holds image ${im + 1} of ${nImages} (image ${img + 1} of the batch)`);
+      }
+      img++;
+      const [gt, gh, gw] = grid;
+      const lh = gh / M;
+      const lw = gw / M;
+      const count = gt * lh * lw;
+      let run = 0;
+      while (ed + run < n && row[ed + run] === config.imageTokenId) run++;
+      if (run !== count) {
+        throw new RangeError(`inputIds row ${b}, image ${img} of the batch: grid [${gt}, ${gh}, ${gw}] needs ${count} image_pad tokens (t·h·w / ${M * M}), found a run of ${run} at unmasked index ${ed}`);
+      }
+      for (let j = 0; j < ed - st; j++, k++) t3[k] = h3[k] = w3[k] = next + j;
+      const base = next + (ed - st);
+      let mx = base;
+      for (let f = 0; f < gt; f++) {
+        const tv = base + (isQ2 ? f : 0);
+        for (let r = 0; r < lh; r++)
+          for (let c = 0; c < lw; c++, k++) {
+            t3[k] = tv;
+            h3[k] = base + r;
+            w3[k] = base + c;
+          }
+        mx = Math.max(mx, tv, base + lh - 1, base + lw - 1);
+      }
+      next = mx + 1;
+      st = ed + count;
+    }
+    for (let j = 0; j < n - st; j++, k++) t3[k] = h3[k] = w3[k] = next + j;
+    let mx = 0;
+    for (let q = 0; q < n; q++) {
+      const j = keep[q]!;
+      pos[0 * B * L + b * L + j] = t3[q]!;
+      pos[1 * B * L + b * L + j] = h3[q]!;
+      pos[2 * B * L + b * L + j] = w3[q]!;
+      mx = Math.max(mx, t3[q]!, h3[q]!, w3[q]!);
+    }
+    // HF's text-only branch (no image grids at all) takes the max over the whole row, pad slots (value 1)
+    // included; it differs from the image branch only for a row with a single real token.
+    if (textBranch && n < L) mx = Math.max(mx, 1);
+    deltas[b] = mx + 1 - L;
+  }
+  if (img !== grids.length) {
+    throw new RangeError(`imageGridThw has ${grids.length} grids, but inputIds hold ${img} images (vision_start followed by image_pad ${config.imageTokenId})`);
+  }
+  return { batchSize: B, seqLen: L, positionIds: pos, ropeDeltas: deltas };
+}
+
+/**
+ * Positions of decoded tokens: for each row, the tokens at absolute cache indices
+ * cacheLength, cacheLength + 1, ..., cacheLength + numTokens − 1 (pads included in the count) get
+ * index + ropeDeltas[row] on all three axes. Returns [3, B, numTokens].
+ */
+export function decodePositionIds(ropeDeltas: IntArrayInput, cacheLength: number, numTokens = 1): Int32Array {
+  const d = toInts('ropeDeltas', ropeDeltas);
+  if (!Number.isSafeInteger(cacheLength) || cacheLength < 0) throw new RangeError(`cacheLength must be a non-negative integer, got ${cacheLength}`);
+  if (!Number.isSafeInteger(numTokens) || numTokens < 1) throw new RangeError(`numTokens must be a positive integer, got ${numTokens}`);
+  const B = d.length;
+  const out = new Int32Array(3 * B * numTokens);
+  for (let a = 0; a < 3; a++)
+    for (let b = 0; b < B; b++)
+      for (let s = 0; s < numTokens; s++) out[(a * B + b) * numTokens + s] = cacheLength + s + d[b]!;
+  return out;
+}
