@@ -1,0 +1,132 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+#include "cpu/gemm.h"
+#include "cpu/logprob.h"
+#include "io/mapped_file.h"
+
+namespace vg {
+
+template <typename T>
+Model<T>::Model(const ModelConfig& cfg) : cfg_(cfg), layout_(cfg) {
+  params_.assign(layout_.total(), T(0));
+  view_ = make_view(cfg_, layout_, params_.data());
+}
+
+template <typename T>
+void Model<T>::load(const std::vector<TensorSource>& sources) {
+  std::map<std::string, std::unique_ptr<MappedFile>> files;
+  std::vector<bool> seen(layout_.entries().size(), false);
+  for (const TensorSource& s : sources) {
+    VG_CHECK_ARG(layout_.contains(s.name), "tensor '", s.name, "' in ", s.file, " is not a parameter of this model");
+    const ParamEntry& e = layout_.find(s.name);
+    const uint64_t want = static_cast<uint64_t>(e.numel) * dtype_size(s.dtype);
+    VG_CHECK_ARG(s.end >= s.begin && s.end - s.begin == want, "tensor '", s.name, "' in ", s.file, " has ",
+                 s.end - s.begin, " bytes, expected ", want, " for its shape");
+    auto& f = files[s.file];
+    if (!f) f = std::make_unique<MappedFile>(s.file);
+    VG_CHECK_ARG(s.end <= f->size(), "tensor '", s.name, "' ends at byte ", s.end, " but ", s.file, " has only ",
+                 f->size(), " bytes (truncated file?)");
+    convert_to<T>(f->data() + s.begin, s.dtype, e.numel, params_.data() + e.offset);
+    seen[&e - layout_.entries().data()] = true;
+  }
+  for (size_t i = 0; i < seen.size(); ++i)
+    VG_CHECK_ARG(seen[i], "no data was given for parameter '", layout_.entries()[i].name, "'");
+}
+
+template <typename T>
+void Model<T>::zero_grads() {
+  if (grads_.size() != params_.size()) {
+    grads_.assign(params_.size(), T(0));
+    gview_ = make_view(cfg_, layout_, grads_.data());
+  } else {
+    std::fill(grads_.begin(), grads_.end(), T(0));
+  }
+}
+
+template <typename T>
+ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* vision, const ForwardOptions& opt) {
+  ForwardResult<T> r;
+  const int64_t N = b.num_tokens, H = cfg_.text.hidden, V = cfg_.text.vocab_size;
+  // Own copies of the inputs so backward can run after the caller's buffers are gone.
+  ids_.assign(b.input_ids, b.input_ids + N);
+  positions_.assign(b.positions, b.positions + 3 * N);
+  cu_.assign(b.cu_seqlens, b.cu_seqlens + b.num_seqs + 1);
+  batch_ = b;
+  batch_.input_ids = ids_.data();
+  batch_.positions = positions_.data();
+  batch_.cu_seqlens = cu_.data();
+  image_tokens_ = std::count(ids_.begin(), ids_.end(), static_cast<int32_t>(cfg_.image_token_id));
+  has_vision_ = vision != nullptr && vision->num_patches > 0;
+  if (has_vision_) {
+    const int64_t unit = cfg_.vision.merge_size * cfg_.vision.merge_size;
+    VG_CHECK_ARG(vision->num_patches / unit == image_tokens_, "forward: the images give ", vision->num_patches / unit,
+                 " image tokens but the input ids hold ", image_tokens_, " image-pad tokens");
+    vin_ = *vision;
+    pixels_.assign(vision->pixel_values, vision->pixel_values + vision->num_patches * cfg_.vision.patch_dim());
+    pos_ids_.assign(vision->pos_ids, vision->pos_ids + 2 * vision->num_patches);
+    img_cu_.assign(vision->cu_seqlens, vision->cu_seqlens + vision->num_images + 1);
+    vin_.pixel_values = pixels_.data();
+    vin_.pos_ids = pos_ids_.data();
+    vin_.cu_seqlens = img_cu_.data();
+    if (vision->window_index) {
+      win_idx_.assign(vision->window_index, vision->window_index + vision->num_patches / unit);
+      win_cu_.assign(vision->cu_window_seqlens, vision->cu_window_seqlens + vision->num_windows + 1);
+      vin_.window_index = win_idx_.data();
+      vin_.cu_window_seqlens = win_cu_.data();
+    }
+    r.image_embeds.resize(image_tokens_ * H);
+    vision_forward(cfg_, view_, vin_, vacts_, r.image_embeds.data());
+  } else {
+    VG_CHECK_ARG(image_tokens_ == 0, "forward: the input ids hold ", image_tokens_, " image-pad tokens but no image was given");
+  }
+  dacts_.recompute = opt.recompute;
+  decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_);
+  if (opt.targets) {
+    targets_.assign(opt.targets, opt.targets + N);
+    r.logprobs.resize(N);
+    lse_.resize(N);
+    entropy_.resize(opt.want_entropy ? N : 0);
+    logprob_forward(dacts_.hidden.data(), view_.lm_head, targets_.data(), r.logprobs.data(),
+                    opt.want_entropy ? entropy_.data() : static_cast<T*>(nullptr), lse_.data(), N, H, V, opt.temperature);
+    if (opt.want_entropy) r.entropy = entropy_;
+  }
+  if (opt.want_logits) {
+    r.logits.resize(N * V);
+    gemm<T>(false, true, N, V, H, T(1), dacts_.hidden.data(), H, view_.lm_head, H, T(0), r.logits.data(), V);
+  }
+  opt_ = opt;
+  pending_ = opt.keep_for_backward && opt.targets;
+  if (!opt.keep_for_backward) {
+    dacts_ = DecoderActs<T>();
+    vacts_ = VisionActs<T>();
+  }
+  return r;
+}
+
+template <typename T>
+void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision) {
+  VG_CHECK(pending_, "backward: call forward with targets and keep_for_backward first");
+  pending_ = false;
+  if (grads_.size() != params_.size()) zero_grads();
+  const int64_t N = batch_.num_tokens, H = cfg_.text.hidden, V = cfg_.text.vocab_size;
+  std::vector<T> dhidden(N * H);
+  VG_CHECK_ARG(!dentropy || opt_.want_entropy, "backward: entropy gradients need a forward with entropy");
+  logprob_backward(dacts_.hidden.data(), view_.lm_head, targets_.data(), lse_.data(), dlogprobs, dentropy,
+                   dentropy ? entropy_.data() : static_cast<const T*>(nullptr), dhidden.data(), gview_.lm_head, N, H, V,
+                   opt_.temperature);
+  const bool vision_grads = has_vision_ && train_vision;
+  std::vector<T> dimg(vision_grads ? image_tokens_ * H : 0);
+  decoder_backward(cfg_, view_, gview_, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr));
+  if (vision_grads) vision_backward(cfg_, view_, gview_, vin_, vacts_, dimg.data());
+  dacts_ = DecoderActs<T>();
+  vacts_ = VisionActs<T>();
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace vg

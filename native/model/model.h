@@ -1,0 +1,86 @@
+// A Qwen2-VL / Qwen2.5-VL model: parameters in one buffer, the vision tower, the decoder and the LM head
+// (chunked log-probs). One forward keeps what its backward needs; backward accumulates into `grads`
+// (same layout as the parameters).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/dtype_convert.h"
+#include "model/config.h"
+#include "model/decoder.h"
+#include "model/params.h"
+#include "model/vision.h"
+
+namespace vg {
+
+// Where one parameter's data lives in a safetensors file.
+struct TensorSource {
+  std::string name;     // canonical hub name
+  std::string file;     // absolute path
+  DType dtype = DType::F32;
+  uint64_t begin = 0;   // absolute byte offsets in the file
+  uint64_t end = 0;
+};
+
+struct ForwardOptions {
+  const int32_t* targets = nullptr;  // [N]; < 0 = no target (log-prob 0 there)
+  bool want_logits = false;          // also materialise [N, V] logits
+  bool want_entropy = false;
+  bool recompute = false;            // gradient checkpointing of the decoder layers
+  bool keep_for_backward = false;
+  double temperature = 1.0;
+};
+
+template <typename T>
+struct ForwardResult {
+  std::vector<T> logprobs;  // [N] (when targets)
+  std::vector<T> entropy;   // [N] (when want_entropy)
+  std::vector<T> logits;    // [N, V] (when want_logits)
+  std::vector<T> image_embeds;  // [image tokens, H]
+};
+
+template <typename T>
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+  std::vector<T>& params() { return params_; }
+  std::vector<T>& grads() { return grads_; }
+  const ModelView<T>& view() const { return view_; }
+
+  // Fills every parameter from its source (memory-mapped, converted); throws naming the tensor and file
+  // when a source is missing, the wrong size, or outside its file. Tied LM heads need no source.
+  void load(const std::vector<TensorSource>& sources);
+
+  // Forward over a packed batch. vision may be null (text only).
+  ForwardResult<T> forward(const PackedBatch& batch, const VisionInput* vision, const ForwardOptions& opt);
+  // Backward of the last forward (which must have keep_for_backward): dL/dlogprobs [N] and optionally
+  // dL/dentropy [N]. Allocates grads on first use and accumulates into them.
+  void backward(const T* dlogprobs, const T* dentropy, bool train_vision = true);
+  void zero_grads();
+  bool has_pending_backward() const { return pending_; }
+
+ private:
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  std::vector<T> params_, grads_;
+  ModelView<T> view_, gview_;
+  // Saved by forward for backward.
+  bool pending_ = false;
+  PackedBatch batch_{};
+  std::vector<int32_t> ids_, positions_, cu_, targets_;
+  std::vector<float> pixels_;
+  std::vector<int32_t> pos_ids_, img_cu_, win_idx_, win_cu_;
+  VisionInput vin_{};
+  bool has_vision_ = false;
+  DecoderActs<T> dacts_;
+  VisionActs<T> vacts_;
+  std::vector<T> lse_, entropy_;
+  ForwardOptions opt_{};
+  int64_t image_tokens_ = 0;
+};
+
+}  // namespace vg

@@ -1,0 +1,231 @@
+#include "model/vision.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "cpu/activations.h"
+#include "cpu/attention.h"
+#include "cpu/linear.h"
+#include "cpu/norms.h"
+#include "cpu/rope.h"
+
+namespace vg {
+namespace {
+
+template <typename T>
+void norm_fwd(bool layer_norm, const T* x, const T* w, const T* b, T* y, std::vector<T>& mean, std::vector<T>& rstd,
+              int64_t rows, int64_t dim, double eps) {
+  rstd.resize(rows);
+  if (layer_norm) {
+    mean.resize(rows);
+    layer_norm_forward(x, w, b, y, mean.data(), rstd.data(), rows, dim, eps);
+  } else {
+    rms_norm_forward(x, w, y, rstd.data(), rows, dim, eps);
+  }
+}
+
+template <typename T>
+void norm_bwd(bool layer_norm, const T* x, const T* w, const std::vector<T>& mean, const std::vector<T>& rstd,
+              const T* dy, T* dx, T* dw, T* db, int64_t rows, int64_t dim) {
+  if (layer_norm) layer_norm_backward(x, w, mean.data(), rstd.data(), dy, dx, dw, db, rows, dim);
+  else rms_norm_backward(x, w, rstd.data(), dy, dx, dw, rows, dim);
+}
+
+template <typename T>
+void add_into(T* dst, const T* src, int64_t n) {
+  parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
+  });
+}
+
+AttentionDims vision_dims(const VisionConfig& v, int64_t P, int64_t segments) {
+  AttentionDims d;
+  d.batch = segments;
+  d.total_q = d.total_k = P;
+  d.num_heads = d.num_kv_heads = v.heads;
+  d.head_dim = v.head_dim;
+  d.causal = false;
+  d.scale = AttentionDims::default_scale(v.head_dim);
+  return d;
+}
+
+bool is_full_block(const VisionConfig& v, int64_t b) {
+  if (v.kind == VisionKind::Qwen2) return true;
+  return std::find(v.fullatt_blocks.begin(), v.fullatt_blocks.end(), b) != v.fullatt_blocks.end();
+}
+
+}  // namespace
+
+template <typename T>
+void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionInput& in, VisionActs<T>& acts, T* out) {
+  const VisionConfig& v = cfg.vision;
+  VG_CHECK_ARG(v.present, "vision_forward: this model has no vision tower");
+  const int64_t P = in.num_patches, D = v.hidden, hd = v.head_dim, pd = v.patch_dim(), unit = v.merge_size * v.merge_size;
+  const bool ln = v.kind == VisionKind::Qwen2;
+  const bool windows = v.kind == VisionKind::Qwen2_5;
+  VG_CHECK_ARG(P > 0 && P % unit == 0, "vision_forward: the number of patches ", P, " must be a positive multiple of ", unit);
+  VG_CHECK_ARG(in.cu_seqlens[0] == 0 && in.cu_seqlens[in.num_images] == P, "vision_forward: image boundaries must run from 0 to ",
+               P, " patches");
+  if (windows) {
+    VG_CHECK_ARG(in.window_index && in.cu_window_seqlens, "vision_forward: Qwen2.5-VL needs the window order");
+    VG_CHECK_ARG(in.cu_window_seqlens[0] == 0 && in.cu_window_seqlens[in.num_windows] == P,
+                 "vision_forward: window boundaries must run from 0 to ", P, " patches");
+  }
+  // Row order: window order for Qwen2.5-VL (whole merge units move together), identity otherwise.
+  acts.perm.resize(P);
+  for (int64_t i = 0; i < P / unit; ++i) {
+    const int64_t u = windows ? in.window_index[i] : i;
+    VG_CHECK_ARG(u >= 0 && u < P / unit, "vision_forward: window_index[", i, "] = ", u, " is out of range");
+    for (int64_t j = 0; j < unit; ++j) acts.perm[i * unit + j] = static_cast<int32_t>(u * unit + j);
+  }
+  acts.pixels.resize(P * pd);
+  std::vector<int32_t> pos(P * 2);
+  for (int64_t r = 0; r < P; ++r) {
+    const int64_t src = acts.perm[r];
+    for (int64_t c = 0; c < pd; ++c) acts.pixels[r * pd + c] = static_cast<T>(in.pixel_values[src * pd + c]);
+    pos[2 * r] = in.pos_ids[2 * src];
+    pos[2 * r + 1] = in.pos_ids[2 * src + 1];
+  }
+  acts.cos.resize(P * hd / 2);
+  acts.sin.resize(P * hd / 2);
+  rope_tables(RopeKind::kVision2D, pos.data(), P, hd, 10000.0, static_cast<const int64_t*>(nullptr), acts.cos.data(),
+              acts.sin.data());
+  // Patch embedding (Conv3d with stride = kernel == a linear layer on the flattened patch).
+  std::vector<T> x(P * D);
+  linear_forward<T>(acts.pixels.data(), p.patch_embed, nullptr, x.data(), P, pd, D);
+  acts.blocks.resize(v.depth);
+  std::vector<T> qkv(P * 3 * D), tmp(P * D);
+  for (int64_t b = 0; b < v.depth; ++b) {
+    const VisionBlockView<T>& w = p.blocks[b];
+    VisionBlockActs<T>& a = acts.blocks[b];
+    const bool full = is_full_block(v, b);
+    const int32_t* cu = full ? in.cu_seqlens : in.cu_window_seqlens;
+    const int64_t segs = full ? in.num_images : in.num_windows;
+    a.x_in = std::move(x);
+    a.xn1.resize(P * D);
+    norm_fwd(ln, a.x_in.data(), w.norm1_w, w.norm1_b, a.xn1.data(), a.mean1, a.rstd1, P, D, v.eps);
+    linear_forward(a.xn1.data(), w.qkv_w, w.qkv_b, qkv.data(), P, D, 3 * D);
+    a.q.resize(P * D);
+    a.k.resize(P * D);
+    a.v.resize(P * D);
+    for (int64_t r = 0; r < P; ++r) {
+      std::copy(qkv.data() + r * 3 * D, qkv.data() + r * 3 * D + D, a.q.data() + r * D);
+      std::copy(qkv.data() + r * 3 * D + D, qkv.data() + r * 3 * D + 2 * D, a.k.data() + r * D);
+      std::copy(qkv.data() + r * 3 * D + 2 * D, qkv.data() + r * 3 * D + 3 * D, a.v.data() + r * D);
+    }
+    rope_apply(a.q.data(), a.q.data(), P, v.heads, hd, acts.cos.data(), acts.sin.data(), false);
+    rope_apply(a.k.data(), a.k.data(), P, v.heads, hd, acts.cos.data(), acts.sin.data(), false);
+    a.attn.resize(P * D);
+    a.lse.resize(v.heads * P);
+    attention_forward(vision_dims(v, P, segs), a.q.data(), a.k.data(), a.v.data(), cu, cu, a.attn.data(), a.lse.data());
+    a.h.resize(P * D);
+    linear_forward(a.attn.data(), w.proj_w, w.proj_b, a.h.data(), P, D, D);
+    add_into(a.h.data(), a.x_in.data(), P * D);
+    a.xn2.resize(P * D);
+    norm_fwd(ln, a.h.data(), w.norm2_w, w.norm2_b, a.xn2.data(), a.mean2, a.rstd2, P, D, v.eps);
+    const int64_t I = v.intermediate;
+    a.act.resize(P * I);
+    x.resize(P * D);
+    if (ln) {  // fc1 -> act -> fc2
+      a.a.resize(P * I);
+      linear_forward(a.xn2.data(), w.fc1_w, w.fc1_b, a.a.data(), P, D, I);
+      if (v.act == Activation::QuickGELU) quick_gelu_forward(a.a.data(), a.act.data(), P * I);
+      else gelu_forward(a.a.data(), a.act.data(), P * I, v.act == Activation::GELUTanh ? GeluApprox::kTanh : GeluApprox::kNone);
+      linear_forward(a.act.data(), w.fc2_w, w.fc2_b, x.data(), P, I, D);
+    } else {   // down(silu(gate) * up)
+      a.a.resize(P * I);
+      a.b.resize(P * I);
+      linear_forward(a.xn2.data(), w.gate_w, w.gate_b, a.a.data(), P, D, I);
+      linear_forward(a.xn2.data(), w.up_w, w.up_b, a.b.data(), P, D, I);
+      swiglu_forward(a.a.data(), a.b.data(), a.act.data(), P * I);
+      linear_forward(a.act.data(), w.down_w, w.down_b, x.data(), P, I, D);
+    }
+    add_into(x.data(), a.h.data(), P * D);
+  }
+  // Merger: per-patch norm, then each merge unit's `unit` rows side by side (a free reshape).
+  acts.x_final = std::move(x);
+  acts.ln_out.resize(P * D);
+  norm_fwd(ln, acts.x_final.data(), p.merger_ln_w, p.merger_ln_b, acts.ln_out.data(), acts.ln_mean, acts.ln_rstd, P, D,
+           v.eps);
+  const int64_t U = P / unit, M = v.merged_dim(), O = v.out_hidden;
+  acts.fc1.resize(U * M);
+  acts.gelu.resize(U * M);
+  linear_forward(acts.ln_out.data(), p.merger_fc1_w, p.merger_fc1_b, acts.fc1.data(), U, M, M);
+  gelu_forward(acts.fc1.data(), acts.gelu.data(), U * M, GeluApprox::kNone);
+  std::vector<T> out_w(U * O);
+  linear_forward(acts.gelu.data(), p.merger_fc2_w, p.merger_fc2_b, out_w.data(), U, M, O);
+  for (int64_t i = 0; i < U; ++i) {  // back to the original unit order
+    const int64_t u = acts.perm[i * unit] / unit;
+    std::copy(out_w.data() + i * O, out_w.data() + (i + 1) * O, out + u * O);
+  }
+}
+
+template <typename T>
+void vision_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const VisionInput& in,
+                     VisionActs<T>& acts, const T* dout) {
+  const VisionConfig& v = cfg.vision;
+  const int64_t P = in.num_patches, D = v.hidden, hd = v.head_dim, pd = v.patch_dim(), unit = v.merge_size * v.merge_size;
+  const int64_t U = P / unit, M = v.merged_dim(), O = v.out_hidden, I = v.intermediate;
+  const bool ln = v.kind == VisionKind::Qwen2;
+  std::vector<T> dout_w(U * O), dgelu(U * M), dfc1(U * M), dln(P * D), dx(P * D);
+  for (int64_t i = 0; i < U; ++i) {
+    const int64_t u = acts.perm[i * unit] / unit;
+    std::copy(dout + u * O, dout + (u + 1) * O, dout_w.data() + i * O);
+  }
+  linear_backward(acts.gelu.data(), p.merger_fc2_w, dout_w.data(), dgelu.data(), g.merger_fc2_w, g.merger_fc2_b, U, M, O);
+  gelu_backward(acts.fc1.data(), dgelu.data(), dfc1.data(), U * M, GeluApprox::kNone);
+  linear_backward(acts.ln_out.data(), p.merger_fc1_w, dfc1.data(), dln.data(), g.merger_fc1_w, g.merger_fc1_b, U, M, M);
+  norm_bwd(ln, acts.x_final.data(), p.merger_ln_w, acts.ln_mean, acts.ln_rstd, dln.data(), dx.data(), g.merger_ln_w,
+           g.merger_ln_b, P, D);
+  std::vector<T> dh(P * D), dxn(P * D), dact(P * I), da(P * I), db(P * I), dattn(P * D), dq(P * D), dk(P * D),
+      dv(P * D), dqkv(P * 3 * D);
+  for (int64_t b = v.depth - 1; b >= 0; --b) {
+    const VisionBlockView<T>& w = p.blocks[b];
+    const VisionBlockView<T>& gw = g.blocks[b];
+    VisionBlockActs<T>& a = acts.blocks[b];
+    const bool full = is_full_block(v, b);
+    const int32_t* cu = full ? in.cu_seqlens : in.cu_window_seqlens;
+    const int64_t segs = full ? in.num_images : in.num_windows;
+    // MLP branch: x_out = h + mlp(norm2(h))
+    if (ln) {
+      linear_backward(a.act.data(), w.fc2_w, dx.data(), dact.data(), gw.fc2_w, gw.fc2_b, P, I, D);
+      if (v.act == Activation::QuickGELU) quick_gelu_backward(a.a.data(), dact.data(), da.data(), P * I);
+      else gelu_backward(a.a.data(), dact.data(), da.data(), P * I, v.act == Activation::GELUTanh ? GeluApprox::kTanh : GeluApprox::kNone);
+      linear_backward(a.xn2.data(), w.fc1_w, da.data(), dxn.data(), gw.fc1_w, gw.fc1_b, P, D, I);
+    } else {
+      linear_backward(a.act.data(), w.down_w, dx.data(), dact.data(), gw.down_w, gw.down_b, P, I, D);
+      swiglu_backward(a.a.data(), a.b.data(), dact.data(), da.data(), db.data(), P * I);
+      linear_backward(a.xn2.data(), w.gate_w, da.data(), dxn.data(), gw.gate_w, gw.gate_b, P, D, I);
+      linear_backward(a.xn2.data(), w.up_w, db.data(), dh.data(), gw.up_w, gw.up_b, P, D, I);
+      add_into(dxn.data(), dh.data(), P * D);
+    }
+    norm_bwd(ln, a.h.data(), w.norm2_w, a.mean2, a.rstd2, dxn.data(), dh.data(), gw.norm2_w, gw.norm2_b, P, D);
+    add_into(dh.data(), dx.data(), P * D);
+    // Attention branch: h = x_in + proj(attn(rope(q), rope(k), v))
+    linear_backward(a.attn.data(), w.proj_w, dh.data(), dattn.data(), gw.proj_w, gw.proj_b, P, D, D);
+    attention_backward(vision_dims(v, P, segs), a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
+                       dattn.data(), cu, cu, dq.data(), dk.data(), dv.data());
+    rope_backward(dq.data(), dq.data(), P, v.heads, hd, acts.cos.data(), acts.sin.data());
+    rope_backward(dk.data(), dk.data(), P, v.heads, hd, acts.cos.data(), acts.sin.data());
+    for (int64_t r = 0; r < P; ++r) {
+      std::copy(dq.data() + r * D, dq.data() + (r + 1) * D, dqkv.data() + r * 3 * D);
+      std::copy(dk.data() + r * D, dk.data() + (r + 1) * D, dqkv.data() + r * 3 * D + D);
+      std::copy(dv.data() + r * D, dv.data() + (r + 1) * D, dqkv.data() + r * 3 * D + 2 * D);
+    }
+    linear_backward(a.xn1.data(), w.qkv_w, dqkv.data(), dxn.data(), gw.qkv_w, gw.qkv_b, P, D, 3 * D);
+    norm_bwd(ln, a.x_in.data(), w.norm1_w, a.mean1, a.rstd1, dxn.data(), dx.data(), gw.norm1_w, gw.norm1_b, P, D);
+    add_into(dx.data(), dh.data(), P * D);
+  }
+  // Patch embedding weight (rows are in window order, like acts.pixels).
+  linear_backward<T>(acts.pixels.data(), p.patch_embed, dx.data(), nullptr, g.patch_embed, nullptr, P, pd, D);
+}
+
+template void vision_forward<float>(const ModelConfig&, const ModelView<float>&, const VisionInput&, VisionActs<float>&, float*);
+template void vision_forward<double>(const ModelConfig&, const ModelView<double>&, const VisionInput&, VisionActs<double>&, double*);
+template void vision_backward<float>(const ModelConfig&, const ModelView<float>&, const ModelView<float>&, const VisionInput&,
+                                     VisionActs<float>&, const float*);
+template void vision_backward<double>(const ModelConfig&, const ModelView<double>&, const ModelView<double>&,
+                                      const VisionInput&, VisionActs<double>&, const double*);
+
+}  // namespace vg
