@@ -32,3 +32,30 @@ export type {
 export * as model from './model/index.js';
 export { readModelConfig, readModelFolder, ModelConfigError, ModelWeightsError, SafetensorsError } from './model/index.js';
 export type { ModelConfig, ModelFolder, GenerationConfig, WeightPlan, PlannedWeight } from './model/index.js';
+// ---- rewards (built-in verifiable rewards, weighted scorer, custom reward modules)
+export * as rewards from './rewards/index.js';
+export {
+  rewardFunctions,
+  builtinRewards,
+  builtinRewardNames,
+  createRewardScorer,
+  loadRewardScorer,
+  RewardScorer,
+  loadCustomReward,
+  dispatchByRow,
+  parseRewardArg,
+  weightedSum,
+  extractAnswer,
+  RewardError,
+} from './rewards/index.js';
+export type {
+  RewardSample,
+  RewardFunction,
+  BatchedRewardFunction,
+  RewardSpec,
+  RewardScores,
+  RewardScorerOptions,
+  RewardErrorEvent,
+} from './rewards/index.js';
+export { loadModel, VlmModel } from './model/vlm-model.js';
+export type { LoadModelOptions, ModelInput, EncodedInput, EncodeRequest, ForwardRequest, ForwardOutput, GenerateOptions, Generation } from './model/vlm-model.js';

@@ -13,6 +13,14 @@
 namespace vg {
 
 template <typename T>
+void LayerActs<T>::keep_only_kv() {
+  for (auto* v : {&x_in, &rstd1, &xn1, &q, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act}) {
+    v->clear();
+    v->shrink_to_fit();
+  }
+}
+
+template <typename T>
 void LayerActs<T>::clear_all_but_input() {
   for (auto* v : {&rstd1, &xn1, &q, &k, &v, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act}) {
     v->clear();
@@ -121,6 +129,7 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
     a.x_in = std::move(x);
     layer_forward(cfg, p.layers[l], b, acts, a, x);
     if (acts.recompute) a.clear_all_but_input();
+    if (acts.kv_only) a.keep_only_kv();
   }
   acts.x_final = std::move(x);
   acts.rstd_f.resize(N);

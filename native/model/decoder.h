@@ -31,6 +31,7 @@ struct LayerActs {
   std::vector<T> rstd2, xn2; // post-attention RMSNorm
   std::vector<T> gate, up, act;  // MLP [N, I]
   void clear_all_but_input();
+  void keep_only_kv();
 };
 
 template <typename T>
@@ -40,6 +41,7 @@ struct DecoderActs {
   std::vector<T> x_final;       // [N, H] residual after the last layer
   std::vector<T> rstd_f, hidden; // final RMSNorm statistics and output (the LM head's input)
   bool recompute = false;       // gradient checkpointing: layers keep only x_in
+  bool kv_only = false;         // prefill for generation: layers keep only k and v (post-RoPE)
 };
 
 // Forward. image_embeds: [number of image-pad tokens in the batch, H] placed in order (may be null when there

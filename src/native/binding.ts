@@ -41,8 +41,71 @@ export interface NativeCudaInfo {
   gpus: NativeGpuInfo[];
 }
 
+/** Options of the attention kernels (kernels_attention.cpp); layout in native/cpu/attention.h. */
+export interface NativeAttentionOptions {
+  q: Float32Array; k: Float32Array; v: Float32Array; cuSeqlensQ: Int32Array; cuSeqlensK?: Int32Array;
+  numHeads: number; numKvHeads: number; headDim: number; causal?: boolean; scale?: number;
+}
+
+/** Fully defaulted options of grpoLoss (kernels_grpo.cpp); math in native/cpu/grpo_loss.h. */
+export interface NativeGrpoLossOptions {
+  logprobs: Float32Array; oldLogprobs: Float32Array; refLogprobs?: Float32Array; advantages: Float32Array;
+  mask: Uint8Array | Float32Array; entropy?: Float32Array; numSequences: number; seqLen: number;
+  clipLow: number; clipHigh: number; dualClip: number; klCoef: number; klEstimator: string; lossAgg: string;
+  lossScale: number; entropyCoef: number; ratioLevel: string; tokenCountNormalizer: number; sequenceCountNormalizer: number;
+}
+
+/** Statistics returned by grpoLoss (definitions in native/cpu/grpo_loss.h). */
+export interface NativeGrpoLossStats {
+  clipFracLow: number; clipFracHigh: number; clipFracDual: number; kl: number; ratioMean: number; ppoKl: number;
+  pgLoss: number; klLoss: number; entropyLoss: number; numTokens: number; numValidSequences: number;
+}
+
 /** The addon's exports. Kernel groups add their members here (one section each). */
+/** Flat model description handed to `new NativeModel` (model_binding.cpp); built by src/model/native-config.ts. */
+export interface NativeModelConfig {
+  vocabSize: number; hiddenSize: number; numLayers: number; numHeads: number; numKvHeads: number; headDim: number;
+  intermediateSize: number; rmsNormEps: number; ropeTheta: number; mropeSection: [number, number, number];
+  tieWordEmbeddings: boolean; imageTokenId: number; videoTokenId: number; visionStartTokenId: number; visionEndTokenId: number;
+  vision: {
+    kind: 'qwen2_5_vl' | 'qwen2_vl'; depth: number; hiddenSize: number; numHeads: number; headDim: number; intermediateSize: number;
+    patchSize: number; temporalPatchSize: number; mergeSize: number; inChannels: number; outHiddenSize: number;
+    act: 'silu' | 'quick_gelu' | 'gelu' | 'gelu_tanh'; eps: number; windowSize: number; fullAttBlocks: number[];
+  };
+}
+
+/** Vision inputs of one packed call: all images in order, with the index arrays of src/model/vision-index.ts. */
+export interface NativeVisionInput {
+  numPatches: number; pixelValues: Float32Array; posIds: Int32Array; cuSeqlens: Int32Array;
+  windowIndex?: Int32Array; cuWindowSeqlens?: Int32Array;
+}
+
+/** A packed batch: sequences end to end, positions [3, N], cuSeqlens [B + 1]. */
+export interface NativePackedInput {
+  inputIds: Int32Array; positions: Int32Array; cuSeqlens: Int32Array; vision?: NativeVisionInput;
+}
+
+export interface NativeModelHandle {
+  load(sources: { name: string; file: string; dtype: string; begin: number; end: number }[]): Promise<void>;
+  forward(o: NativePackedInput & {
+    targets?: Int32Array; returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number;
+  }): Promise<{ logprobs?: Float32Array; entropy?: Float32Array; logits?: Float32Array; imageEmbeds?: Float32Array }>;
+  backward(o: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void>;
+  generate(o: NativePackedInput & {
+    ropeDeltas: Int32Array; maxNewTokens: number; numSamples?: number; seed?: number; temperature?: number; topK?: number;
+    topP?: number; minP?: number; stopIds?: Int32Array; bannedIds?: Int32Array; sequenceIdBase?: number;
+  }): Promise<{ prompt: number; tokens: Int32Array; logprobs: Float32Array; stopped: boolean }[]>;
+  zeroGrads(): void;
+  parameters(): Float32Array;
+  gradients(): Float32Array;
+  layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[];
+  dispose(): void;
+}
+
 export interface NativeAddon {
+  // ---- model_binding.cpp
+  NativeModel: new (config: NativeModelConfig) => NativeModelHandle;
+
   // ---- build_info_binding.cpp
   buildInfo(): NativeBuildInfo;
   cudaInfo(): NativeCudaInfo;
@@ -58,6 +121,79 @@ export interface NativeAddon {
   linearBackward(o: {
     x: Float32Array; weight: Float32Array; gradOutput: Float32Array; rows: number; inFeatures: number; outFeatures: number; bias?: boolean;
   }): { gradInput: Float32Array; gradWeight: Float32Array; gradBias?: Float32Array };
+
+  // ---- kernels_attention.cpp
+  attention(o: NativeAttentionOptions): { out: Float32Array; lse: Float32Array };
+  attentionBackward(o: NativeAttentionOptions & { out: Float32Array; lse: Float32Array; gradOut: Float32Array }): {
+    gradQ: Float32Array; gradK: Float32Array; gradV: Float32Array;
+  };
+  attentionNaive(o: NativeAttentionOptions): { out: Float32Array; lse: Float32Array };
+  attentionNaiveBackward(o: NativeAttentionOptions & { out: Float32Array; lse: Float32Array; gradOut: Float32Array }): {
+    gradQ: Float32Array; gradK: Float32Array; gradV: Float32Array;
+  };
+
+  // ---- kernels_grpo.cpp
+  grpoLoss(o: NativeGrpoLossOptions): { loss: number; grad: Float32Array; gradEntropy?: Float32Array; stats: NativeGrpoLossStats };
+  adamwStep(o: {
+    params: Float32Array; grads: Float32Array; expAvg: Float32Array; expAvgSq: Float32Array; step: number; lr: number;
+    beta1: number; beta2: number; eps: number; weightDecay: number;
+  }): void;
+  clipGradNorm(o: { grads: Float32Array[]; maxNorm: number }): { totalNorm: number; scale: number };
+
+  // ---- kernels_logprob.cpp
+  logprobs(o: {
+    hidden: Float32Array; lmHead: Float32Array; targets: Int32Array; numTokens: number; hiddenSize: number; vocabSize: number;
+    temperature?: number; withEntropy?: boolean; chunkSize?: number; fullLogits?: boolean;
+  }): { logprobs: Float32Array; entropy?: Float32Array; logsumexp: Float32Array };
+  logprobsBackward(o: {
+    hidden: Float32Array; lmHead: Float32Array; targets: Int32Array; logsumexp: Float32Array; gradLogprobs: Float32Array;
+    gradEntropy?: Float32Array; entropy?: Float32Array; numTokens: number; hiddenSize: number; vocabSize: number;
+    temperature?: number; chunkSize?: number; fullLogits?: boolean;
+  }): { gradHidden: Float32Array; gradLmHead: Float32Array };
+  sample(o: {
+    logits: Float32Array; numRows: number; vocabSize: number; seed: number; sequenceIds: Int32Array | Uint32Array;
+    positions: Int32Array; temperature?: number; topK?: number; topP?: number; minP?: number; bannedTokens?: Int32Array;
+  }): { tokens: Int32Array; logprobs: Float32Array; filteredLogprobs: Float32Array };
+
+  // ---- kernels_layers.cpp
+  rmsNorm(o: { x: Float32Array; weight: Float32Array; rows: number; hidden: number; eps: number }): {
+    out: Float32Array; rstd: Float32Array;
+  };
+  rmsNormBackward(o: {
+    x: Float32Array; weight: Float32Array; rstd: Float32Array; gradOut: Float32Array; rows: number; hidden: number;
+    gradWeight?: Float32Array;
+  }): { gradInput: Float32Array; gradWeight: Float32Array };
+  layerNorm(o: { x: Float32Array; weight: Float32Array; bias?: Float32Array; rows: number; hidden: number; eps: number }): {
+    out: Float32Array; mean: Float32Array; rstd: Float32Array;
+  };
+  layerNormBackward(o: {
+    x: Float32Array; weight: Float32Array; mean: Float32Array; rstd: Float32Array; gradOut: Float32Array; rows: number;
+    hidden: number; gradWeight?: Float32Array; gradBias?: Float32Array;
+  }): { gradInput: Float32Array; gradWeight: Float32Array; gradBias: Float32Array };
+  ropeTables(o: NativeRopeSpec): { cos: Float32Array; sin: Float32Array };
+  ropeApply(o: {
+    x: Float32Array; cos: Float32Array; sin: Float32Array; numTokens: number; numHeads: number; headDim: number; inverse?: boolean;
+  }): Float32Array;
+  rope(o: NativeRopeSpec & { x: Float32Array; numHeads: number; inverse?: boolean }): Float32Array;
+  swiglu(o: { gate: Float32Array; up: Float32Array } | { gateUp: Float32Array; intermediate: number }): Float32Array;
+  swigluBackward(o: { gate: Float32Array; up: Float32Array; gradOut: Float32Array }): { gradGate: Float32Array; gradUp: Float32Array };
+  swigluBackward(o: { gateUp: Float32Array; intermediate: number; gradOut: Float32Array }): { gradGateUp: Float32Array };
+  gelu(o: { x: Float32Array; approximate?: 'none' | 'tanh' }): Float32Array;
+  geluBackward(o: { x: Float32Array; gradOut: Float32Array; approximate?: 'none' | 'tanh' }): Float32Array;
+  quickGelu(o: { x: Float32Array }): Float32Array;
+  quickGeluBackward(o: { x: Float32Array; gradOut: Float32Array }): Float32Array;
+}
+
+/** Rotary angle source for kernels_layers.cpp (see native/cpu/rope.h). */
+export interface NativeRopeSpec {
+  kind: '1d' | 'mrope' | 'vision2d';
+  numTokens: number;
+  headDim: number;
+  /** [N] (1d), [3, N] (mrope: t, h, w rows), [N, 2] (vision2d: hpos, wpos) */
+  positions: Int32Array;
+  /** Default 1e6 for '1d' / 'mrope', 1e4 for 'vision2d'. */
+  theta?: number;
+  mropeSection?: readonly [number, number, number];
 }
 
 /** The package root (holds package.json and build/), found from this file in src/ or dist/. */

@@ -1,0 +1,377 @@
+// NativeModel: a Qwen2-VL / Qwen2.5-VL model (native/model/model.h) owned by JS. Heavy calls (load, forward,
+// backward, generate) run on the model's own native thread and return Promises. Parameter and gradient
+// buffers are handed out as zero-copy Float32Array views that keep the native memory alive.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "native_worker.h"
+
+namespace vgb {
+namespace {
+
+using ModelF = vg::Model<float>;
+
+vg::Activation parse_act(Napi::Env env, const std::string& s) {
+  if (s == "silu") return vg::Activation::SiLU;
+  if (s == "quick_gelu") return vg::Activation::QuickGELU;
+  if (s == "gelu") return vg::Activation::GELU;
+  if (s == "gelu_tanh") return vg::Activation::GELUTanh;
+  throw_range(env, "vision.act must be one of silu, quick_gelu, gelu, gelu_tanh; got '" + s + "'");
+}
+
+vg::ModelConfig parse_config(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  vg::ModelConfig c;
+  c.text.vocab_size = get_int(o, "vocabSize", NAN, 1, INT32_MAX);
+  c.text.hidden = get_int(o, "hiddenSize", NAN, 1, INT32_MAX);
+  c.text.layers = get_int(o, "numLayers", NAN, 1, 4096);
+  c.text.heads = get_int(o, "numHeads", NAN, 1, 4096);
+  c.text.kv_heads = get_int(o, "numKvHeads", NAN, 1, 4096);
+  c.text.head_dim = get_int(o, "headDim", NAN, 2, 4096);
+  c.text.intermediate = get_int(o, "intermediateSize", NAN, 1, INT32_MAX);
+  c.text.rms_eps = get_number(o, "rmsNormEps");
+  c.text.rope_theta = get_number(o, "ropeTheta");
+  Napi::Value ms = o.Get("mropeSection");
+  if (!ms.IsArray() || ms.As<Napi::Array>().Length() != 3) throw_type(env, "mropeSection must be an array of 3 integers");
+  for (uint32_t i = 0; i < 3; ++i) c.text.mrope_section[i] = ms.As<Napi::Array>().Get(i).As<Napi::Number>().Int64Value();
+  c.text.tie_word_embeddings = get_bool(o, "tieWordEmbeddings", false);
+  c.image_token_id = get_int(o, "imageTokenId", NAN, 0, INT32_MAX);
+  c.video_token_id = get_int(o, "videoTokenId", -1, -1, INT32_MAX);
+  c.vision_start_token_id = get_int(o, "visionStartTokenId", -1, -1, INT32_MAX);
+  c.vision_end_token_id = get_int(o, "visionEndTokenId", -1, -1, INT32_MAX);
+  Napi::Value vv = o.Get("vision");
+  if (!vv.IsObject()) throw_type(env, "vision must be an object");
+  Napi::Object v = vv.As<Napi::Object>();
+  vg::VisionConfig& vc = c.vision;
+  const std::string kind = get_string(v, "kind");
+  if (kind != "qwen2_5_vl" && kind != "qwen2_vl") throw_range(env, "vision.kind must be qwen2_5_vl or qwen2_vl, got '" + kind + "'");
+  vc.kind = kind == "qwen2_vl" ? vg::VisionKind::Qwen2 : vg::VisionKind::Qwen2_5;
+  vc.depth = get_int(v, "depth", NAN, 1, 4096);
+  vc.hidden = get_int(v, "hiddenSize", NAN, 1, INT32_MAX);
+  vc.heads = get_int(v, "numHeads", NAN, 1, 4096);
+  vc.head_dim = get_int(v, "headDim", NAN, 1, 4096);
+  vc.intermediate = get_int(v, "intermediateSize", NAN, 1, INT32_MAX);
+  vc.patch_size = get_int(v, "patchSize", NAN, 1, 4096);
+  vc.temporal_patch_size = get_int(v, "temporalPatchSize", NAN, 1, 64);
+  vc.merge_size = get_int(v, "mergeSize", NAN, 1, 64);
+  vc.in_channels = get_int(v, "inChannels", NAN, 1, 64);
+  vc.out_hidden = get_int(v, "outHiddenSize", NAN, 1, INT32_MAX);
+  vc.act = parse_act(env, get_string(v, "act"));
+  vc.eps = get_number(v, "eps");
+  vc.window_size = get_int(v, "windowSize", 0, 0, INT32_MAX);
+  Napi::Value fb = v.Get("fullAttBlocks");
+  if (fb.IsArray()) {
+    Napi::Array a = fb.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) vc.fullatt_blocks.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  }
+  guard(env, [&] { c.validate(); });
+  return c;
+}
+
+template <typename T>
+std::vector<T> copy_array(const Napi::Object& o, const char* field, int64_t expected = -1, bool optional = false) {
+  auto v = get_array<T>(o, field, expected, optional);
+  return std::vector<T>(v.data, v.data + v.length);
+}
+
+// A Float32Array that owns `data` (moved in); V8 is told about the memory.
+Napi::Float32Array owned_f32(Napi::Env env, std::vector<float>&& data) {
+  auto* holder = new std::vector<float>(std::move(data));
+  const size_t bytes = holder->size() * sizeof(float);
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
+  auto buf = Napi::ArrayBuffer::New(env, holder->data(), bytes, [bytes](Napi::Env e, void*, std::vector<float>* h) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(bytes));
+    delete h;
+  }, holder);
+  return Napi::Float32Array::New(env, holder->size(), buf, 0);
+}
+
+Napi::Int32Array owned_i32(Napi::Env env, const std::vector<int32_t>& data) {
+  auto a = Napi::Int32Array::New(env, data.size());
+  std::copy(data.begin(), data.end(), a.Data());
+  return a;
+}
+
+// Inputs of one forward call, copied out of JS memory so the job can run after the call returns.
+struct ForwardJob {
+  std::vector<int32_t> ids, positions, cu, targets;
+  std::vector<float> pixels;
+  std::vector<int32_t> pos_ids, img_cu, win, win_cu;
+  int64_t num_images = 0, num_windows = 0, num_patches = 0;
+  vg::ForwardOptions opt;
+  bool has_targets = false, has_vision = false;
+};
+
+ForwardJob read_forward(const Napi::Object& o, const vg::ModelConfig& cfg) {
+  ForwardJob j;
+  j.ids = copy_array<int32_t>(o, "inputIds");
+  const int64_t N = static_cast<int64_t>(j.ids.size());
+  if (N == 0) throw_range(o.Env(), "inputIds is empty");
+  j.positions = copy_array<int32_t>(o, "positions", 3 * N);
+  j.cu = copy_array<int32_t>(o, "cuSeqlens");
+  if (j.cu.size() < 2) throw_range(o.Env(), "cuSeqlens needs at least 2 entries");
+  j.targets = copy_array<int32_t>(o, "targets", N, true);
+  j.has_targets = !j.targets.empty();
+  j.opt.want_logits = get_bool(o, "returnLogits", false);
+  j.opt.want_entropy = get_bool(o, "returnEntropy", false);
+  j.opt.keep_for_backward = get_bool(o, "keepForBackward", false);
+  j.opt.recompute = get_bool(o, "recompute", false);
+  j.opt.temperature = get_number(o, "temperature", 1.0);
+  Napi::Value vv = o.Get("vision");
+  if (vv.IsObject()) {
+    Napi::Object v = vv.As<Napi::Object>();
+    j.has_vision = true;
+    j.num_patches = get_int(v, "numPatches", NAN, 1, INT32_MAX);
+    j.pixels = copy_array<float>(v, "pixelValues", j.num_patches * cfg.vision.patch_dim());
+    j.pos_ids = copy_array<int32_t>(v, "posIds", 2 * j.num_patches);
+    j.img_cu = copy_array<int32_t>(v, "cuSeqlens");
+    j.num_images = static_cast<int64_t>(j.img_cu.size()) - 1;
+    j.win = copy_array<int32_t>(v, "windowIndex", -1, true);
+    j.win_cu = copy_array<int32_t>(v, "cuWindowSeqlens", -1, true);
+    j.num_windows = j.win_cu.empty() ? 0 : static_cast<int64_t>(j.win_cu.size()) - 1;
+    const bool windowed = cfg.vision.kind == vg::VisionKind::Qwen2_5;
+    if (windowed && (j.win.empty() || j.win_cu.empty()))
+      throw_type(o.Env(), "vision.windowIndex and vision.cuWindowSeqlens are required for Qwen2.5-VL");
+  }
+  return j;
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&NativeModel::Load>("load"), InstanceMethod<&NativeModel::Forward>("forward"),
+                        InstanceMethod<&NativeModel::Backward>("backward"),
+                        InstanceMethod<&NativeModel::Generate>("generate"),
+                        InstanceMethod<&NativeModel::ZeroGrads>("zeroGrads"),
+                        InstanceMethod<&NativeModel::Parameters>("parameters"),
+                        InstanceMethod<&NativeModel::Gradients>("gradients"),
+                        InstanceMethod<&NativeModel::Layout>("layout"),
+                        InstanceMethod<&NativeModel::Dispose>("dispose")});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = arg_object(info, "new NativeModel");
+    vg::ModelConfig cfg = parse_config(o);
+    guard(env, [&] { model_ = std::make_shared<ModelF>(cfg); });
+    bytes_ = static_cast<int64_t>(model_->params().size() * sizeof(float));
+    Napi::MemoryManagement::AdjustExternalMemory(env, bytes_);
+    worker_ = std::make_unique<NativeWorker>(env, "vlm-grpo model");
+  }
+
+  ~NativeModel() override {
+    if (worker_) worker_->shutdown();
+  }
+
+ private:
+  std::shared_ptr<ModelF> live(Napi::Env env) {
+    if (!model_) throw Napi::Error::New(env, "this model has been disposed; load it again");
+    return model_;
+  }
+
+  Napi::Value Load(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    if (info.Length() < 1 || !info[0].IsArray()) throw_type(env, "load(sources) expects an array of tensor sources");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<vg::TensorSource> sources;
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Object s = a.Get(i).As<Napi::Object>();
+      vg::TensorSource t;
+      t.name = get_string(s, "name");
+      t.file = get_string(s, "file");
+      guard(env, [&] { t.dtype = vg::dtype_from_string(get_string(s, "dtype")); });
+      t.begin = static_cast<uint64_t>(get_number(s, "begin"));
+      t.end = static_cast<uint64_t>(get_number(s, "end"));
+      sources.push_back(std::move(t));
+    }
+    return worker_->submit(env, [m, sources = std::move(sources)]() -> NativeWorker::Finisher {
+      m->load(sources);
+      return nullptr;
+    });
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    auto job = std::make_shared<ForwardJob>(read_forward(arg_object(info, "forward"), m->config()));
+    return worker_->submit(env, [m, job]() -> NativeWorker::Finisher {
+      vg::PackedBatch b;
+      b.num_tokens = static_cast<int64_t>(job->ids.size());
+      b.num_seqs = static_cast<int64_t>(job->cu.size()) - 1;
+      b.input_ids = job->ids.data();
+      b.positions = job->positions.data();
+      b.cu_seqlens = job->cu.data();
+      vg::VisionInput vin;
+      if (job->has_vision) {
+        vin.num_patches = job->num_patches;
+        vin.pixel_values = job->pixels.data();
+        vin.pos_ids = job->pos_ids.data();
+        vin.num_images = job->num_images;
+        vin.cu_seqlens = job->img_cu.data();
+        if (!job->win.empty()) {
+          vin.window_index = job->win.data();
+          vin.num_windows = job->num_windows;
+          vin.cu_window_seqlens = job->win_cu.data();
+        }
+      }
+      job->opt.targets = job->has_targets ? job->targets.data() : nullptr;
+      auto r = std::make_shared<vg::ForwardResult<float>>(m->forward(b, job->has_vision ? &vin : nullptr, job->opt));
+      return [r](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        if (!r->logprobs.empty()) out.Set("logprobs", owned_f32(env, std::move(r->logprobs)));
+        if (!r->entropy.empty()) out.Set("entropy", owned_f32(env, std::move(r->entropy)));
+        if (!r->logits.empty()) out.Set("logits", owned_f32(env, std::move(r->logits)));
+        if (!r->image_embeds.empty()) out.Set("imageEmbeds", owned_f32(env, std::move(r->image_embeds)));
+        return out;
+      };
+    });
+  }
+
+  Napi::Value Backward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    Napi::Object o = arg_object(info, "backward");
+    auto dl = std::make_shared<std::vector<float>>(copy_array<float>(o, "gradLogprobs"));
+    auto de = std::make_shared<std::vector<float>>(copy_array<float>(o, "gradEntropy", -1, true));
+    const bool train_vision = get_bool(o, "trainVision", true);
+    return worker_->submit(env, [m, dl, de, train_vision]() -> NativeWorker::Finisher {
+      m->backward(dl->data(), de->empty() ? nullptr : de->data(), train_vision);
+      return nullptr;
+    });
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info);
+
+  Napi::Value ZeroGrads(const Napi::CallbackInfo& info) {
+    live(info.Env())->zero_grads();
+    return info.Env().Undefined();
+  }
+
+  // A Float32Array over native memory that keeps the model alive while the view exists.
+  Napi::Value view_of(Napi::Env env, std::vector<float>& v) {
+    auto keep = new std::shared_ptr<ModelF>(live(env));
+    auto buf = Napi::ArrayBuffer::New(env, v.data(), v.size() * sizeof(float),
+                                      [](Napi::Env, void*, std::shared_ptr<ModelF>* k) { delete k; }, keep);
+    return Napi::Float32Array::New(env, v.size(), buf, 0);
+  }
+
+  Napi::Value Parameters(const Napi::CallbackInfo& info) { return view_of(info.Env(), live(info.Env())->params()); }
+
+  Napi::Value Gradients(const Napi::CallbackInfo& info) {
+    auto m = live(info.Env());
+    if (m->grads().empty()) m->zero_grads();
+    return view_of(info.Env(), m->grads());
+  }
+
+  Napi::Value Layout(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto& entries = live(env)->layout().entries();
+    Napi::Array a = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const auto& e = entries[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", e.name);
+      Napi::Array shape = Napi::Array::New(env, e.shape.size());
+      for (size_t k = 0; k < e.shape.size(); ++k) shape.Set(static_cast<uint32_t>(k), static_cast<double>(e.shape[k]));
+      o.Set("shape", shape);
+      o.Set("offset", static_cast<double>(e.offset));
+      o.Set("numel", static_cast<double>(e.numel));
+      o.Set("vision", e.vision);
+      a.Set(static_cast<uint32_t>(i), o);
+    }
+    return a;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (worker_) worker_->shutdown();  // finishes queued jobs first
+    if (model_) {
+      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -bytes_);
+      model_.reset();  // freed now, or when the last parameter view is collected
+    }
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<ModelF> model_;
+  std::unique_ptr<NativeWorker> worker_;
+  int64_t bytes_ = 0;
+};
+
+}  // namespace
+}  // namespace vgb
+
+namespace vgb {
+namespace {
+
+Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = live(env);
+  Napi::Object o = arg_object(info, "generate");
+  auto job = std::make_shared<ForwardJob>(read_forward(o, m->config()));
+  const int64_t B = static_cast<int64_t>(job->cu.size()) - 1;
+  auto deltas = std::make_shared<std::vector<int32_t>>(copy_array<int32_t>(o, "ropeDeltas", B));
+  auto opt = std::make_shared<vg::GenerateOptions>();
+  opt->max_new_tokens = get_int(o, "maxNewTokens", NAN, 1, 1 << 20);
+  opt->num_samples = get_int(o, "numSamples", 1, 1, 1 << 16);
+  const double seed = get_number(o, "seed", 0);
+  if (seed < 0 || seed > 9007199254740991.0 || seed != std::floor(seed))
+    throw_range(env, "seed must be an integer in [0, 2^53), got " + std::to_string(seed));
+  opt->sampling.seed = static_cast<uint64_t>(seed);
+  opt->sampling.temperature = get_number(o, "temperature", 1.0);
+  opt->sampling.top_k = get_int(o, "topK", 0, 0, INT32_MAX);
+  opt->sampling.top_p = get_number(o, "topP", 1.0);
+  opt->sampling.min_p = get_number(o, "minP", 0.0);
+  if (opt->sampling.temperature < 0) throw_range(env, "temperature must be >= 0 (0 = greedy)");
+  if (!(opt->sampling.top_p > 0 && opt->sampling.top_p <= 1)) throw_range(env, "topP must be in (0, 1]");
+  if (!(opt->sampling.min_p >= 0 && opt->sampling.min_p <= 1)) throw_range(env, "minP must be in [0, 1]");
+  opt->stop_ids = copy_array<int32_t>(o, "stopIds", -1, true);
+  opt->banned_ids = copy_array<int32_t>(o, "bannedIds", -1, true);
+  opt->sequence_id_base = static_cast<uint32_t>(get_int(o, "sequenceIdBase", 0, 0, UINT32_MAX));
+  return worker_->submit(env, [m, job, deltas, opt]() -> NativeWorker::Finisher {
+    vg::PackedBatch b;
+    b.num_tokens = static_cast<int64_t>(job->ids.size());
+    b.num_seqs = static_cast<int64_t>(job->cu.size()) - 1;
+    b.input_ids = job->ids.data();
+    b.positions = job->positions.data();
+    b.cu_seqlens = job->cu.data();
+    vg::VisionInput vin;
+    if (job->has_vision) {
+      vin.num_patches = job->num_patches;
+      vin.pixel_values = job->pixels.data();
+      vin.pos_ids = job->pos_ids.data();
+      vin.num_images = job->num_images;
+      vin.cu_seqlens = job->img_cu.data();
+      if (!job->win.empty()) {
+        vin.window_index = job->win.data();
+        vin.num_windows = job->num_windows;
+        vin.cu_window_seqlens = job->win_cu.data();
+      }
+    }
+    auto seqs = std::make_shared<std::vector<vg::GeneratedSequence>>(
+        vg::generate(*m, b, deltas->data(), job->has_vision ? &vin : nullptr, *opt));
+    return [seqs](Napi::Env env) -> Napi::Value {
+      Napi::Array a = Napi::Array::New(env, seqs->size());
+      for (size_t i = 0; i < seqs->size(); ++i) {
+        auto& s = (*seqs)[i];
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("prompt", static_cast<double>(s.prompt));
+        r.Set("tokens", owned_i32(env, s.tokens));
+        r.Set("logprobs", owned_f32(env, std::move(s.logprobs)));
+        r.Set("stopped", s.stopped);
+        a.Set(static_cast<uint32_t>(i), r);
+      }
+      return a;
+    };
+  });
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) { exports.Set("NativeModel", NativeModel::Define(env)); }
+
+}  // namespace vgb

@@ -1,0 +1,36 @@
+// Batched generation with a KV cache: one prefill over all prompts (packed, no padding), then decoding
+// steps over every unfinished sequence at once. Several samples per prompt share the prompt's prefill
+// (its keys/values are copied into each sample's cache). Tokens are drawn by the kernels' sampler with a
+// counter-based RNG keyed by (seed, sequence id, generated-token index), so a sample does not depend on
+// batch composition. Vision special tokens are never sampled.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cpu/sampling.h"
+#include "model/model.h"
+
+namespace vg {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  int64_t num_samples = 1;            // per prompt
+  SamplingOptions sampling;           // seed, temperature (0 = greedy), top_k, top_p, min_p; banned set below
+  std::vector<int32_t> stop_ids;      // EOS and other stop tokens (the stop token is kept in the output)
+  std::vector<int32_t> banned_ids;    // never sampled (the model adds its vision special tokens)
+  uint32_t sequence_id_base = 0;      // RNG sequence id of sample g of prompt p = base + p * num_samples + g
+};
+
+struct GeneratedSequence {
+  int64_t prompt = 0;                 // index of its prompt
+  std::vector<int32_t> tokens;        // new tokens only
+  std::vector<float> logprobs;        // log_softmax(logits / T)[token] (T = 1 when greedy)
+  bool stopped = false;               // ended on a stop id (else on max_new_tokens)
+};
+
+// prompts: packed batch of the prompts (positions from get_rope_index); rope_deltas[p]: decode position of
+// cache index c is c + rope_deltas[p] on all three axes. vision may be null.
+std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& prompts, const int32_t* rope_deltas,
+                                        const VisionInput* vision, const GenerateOptions& opt);
+
+}  // namespace vg

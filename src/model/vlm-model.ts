@@ -1,0 +1,345 @@
+/**
+ * loadModel() and VlmModel: a Qwen2-VL / Qwen2.5-VL checkpoint folder loaded into the native core, with its
+ * tokenizer, chat template and image processor. Heavy calls (forward, backward, generate) run on the model's
+ * own native thread and return Promises; the event loop stays free.
+ */
+import { VlmGrpoError } from '../errors.js';
+import { native, type NativeModelHandle, type NativePackedInput } from '../native/binding.js';
+import { ChatTemplate, expandImageTokenIds, type ChatMessage } from '../processor/chat-template.js';
+import { preprocessImages, type ImageGridThw, type ImageInput, type ImageSize } from '../processor/image.js';
+import { loadPreprocessorConfig, type PreprocessorConfig } from '../processor/preprocessor-config.js';
+import { loadTokenizer, type QwenTokenizer } from '../processor/tokenizer.js';
+import type { ModelConfig } from './config.js';
+import type { GenerationConfig } from './generation-config.js';
+import { readModelFolder, type ModelFolder } from './index.js';
+import { nativeModelConfig } from './native-config.js';
+import { getRopeIndex } from './rope-index.js';
+import { buildVisionIndex } from './vision-index.js';
+
+export interface LoadModelOptions {
+  /** Only 'cpu' runs models in this version; 'cuda' is rejected with a clear error. */
+  device?: 'cpu' | 'cuda';
+}
+
+/** One sequence for the model: token ids plus the pixels and grids of its images (in order). */
+export interface ModelInput {
+  inputIds: Int32Array;
+  pixelValues?: Float32Array;
+  imageGridThw?: readonly (readonly [number, number, number])[];
+}
+
+/** What encode() returns: a ModelInput plus the rendered prompt and the images' sizes. */
+export interface EncodedInput extends ModelInput {
+  pixelValues: Float32Array;
+  imageGridThw: ImageGridThw[];
+  text: string;
+  /** Original sizes (after EXIF orientation) and the sizes the model saw, per image. */
+  images: { original: ImageSize; input: ImageSize }[];
+}
+
+export interface EncodeRequest {
+  messages: ChatMessage[];
+  /** One per {type: 'image'} part, in order: paths or encoded bytes. */
+  images?: ImageInput[];
+  /** Append the assistant turn opener (default true). */
+  addGenerationPrompt?: boolean;
+}
+
+export interface ForwardRequest extends ModelInput {
+  /** Same length as inputIds: entries >= 0 select the token whose log-prob is returned at that position. */
+  targets?: Int32Array;
+  returnLogits?: boolean;
+  returnEntropy?: boolean;
+  /** Divide logits by this before log-softmax (rollout temperature). Default 1. */
+  temperature?: number;
+}
+
+export interface ForwardOutput {
+  /** [len * vocab], when returnLogits or no targets. */
+  logits?: Float32Array;
+  /** [len]; 0 where targets < 0. */
+  logprobs?: Float32Array;
+  entropy?: Float32Array;
+}
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** 0 = greedy. Default: generation_config.json's (1 when it does not sample). */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  numSamples?: number;
+  seed?: number;
+  /** Stop tokens (kept in the output). Default: generation_config.json's EOS ids. */
+  stopIds?: readonly number[];
+  /** RNG stream base: sample g of prompt p uses sequence id base + p * numSamples + g. */
+  sequenceIdBase?: number;
+}
+
+export interface Generation {
+  /** Index of the prompt this completion belongs to. */
+  prompt: number;
+  /** New tokens only, ending with the stop token when one was produced. */
+  tokens: Int32Array;
+  /** Per-token log-probs under the sampling temperature's softmax. */
+  logprobs: Float32Array;
+  finishReason: 'stop' | 'length';
+  /** Decoded completion; throws ERR_TOKENIZER_MISSING when the folder has no tokenizer. */
+  readonly text: string;
+}
+
+function disposedError(): VlmGrpoError {
+  return new VlmGrpoError('ERR_DISPOSED', 'This model has been disposed.', 'Load it again with loadModel().');
+}
+
+export class VlmModel {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly generationConfig: GenerationConfig;
+  readonly folder: ModelFolder;
+  readonly tokenizer: QwenTokenizer;
+  readonly chatTemplate: ChatTemplate;
+  readonly preprocessor: PreprocessorConfig;
+  #handle: NativeModelHandle | undefined;
+  #busy: Promise<unknown> = Promise.resolve();
+
+  /** @internal use loadModel() */
+  constructor(folder: ModelFolder, handle: NativeModelHandle, tokenizer: QwenTokenizer, chatTemplate: ChatTemplate, preprocessor: PreprocessorConfig) {
+    this.folder = folder;
+    this.dir = folder.dir;
+    this.config = folder.config;
+    this.generationConfig = folder.generation;
+    this.#handle = handle;
+    this.tokenizer = tokenizer;
+    this.chatTemplate = chatTemplate;
+    this.preprocessor = preprocessor;
+  }
+
+  get disposed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  /** The native model (throws after dispose()). */
+  get handle(): NativeModelHandle {
+    if (!this.#handle) throw disposedError();
+    return this.#handle;
+  }
+
+  /** Chat template + images -> token ids (image placeholders expanded), pixel values and grids. */
+  async encode(req: EncodeRequest): Promise<EncodedInput> {
+    const tok = this.tokenizer;
+    if (!tok.available) tok.encode('');  // throws ERR_TOKENIZER_MISSING naming the folder
+    const text = this.chatTemplate.render(req.messages, { addGenerationPrompt: req.addGenerationPrompt ?? true });
+    const images = req.images ?? [];
+    const pre = images.length
+      ? await preprocessImages(images, this.preprocessor)
+      : { pixelValues: new Float32Array(0), imageGridThw: [] as ImageGridThw[], images: [] };
+    const ids = expandImageTokenIds(tok.encode(text), pre.imageGridThw, this.config.imageTokenId, this.config.spatialMergeSize);
+    return {
+      inputIds: Int32Array.from(ids),
+      pixelValues: pre.pixelValues,
+      imageGridThw: pre.imageGridThw,
+      text,
+      images: pre.images.map((m) => ({ original: m.originalSize, input: m.resizedSize })),
+    };
+  }
+
+  /** Packs sequences end to end with their M-RoPE positions and the images' vision index arrays. */
+  pack(inputs: readonly ModelInput[]): NativePackedInput & { ropeDeltas: Int32Array } {
+    const c = this.config;
+    let total = 0;
+    for (const s of inputs) total += s.inputIds.length;
+    const inputIds = new Int32Array(total);
+    const positions = new Int32Array(3 * total);
+    const cuSeqlens = new Int32Array(inputs.length + 1);
+    const ropeDeltas = new Int32Array(inputs.length);
+    const grids: (readonly [number, number, number])[] = [];
+    let pixelCount = 0;
+    let off = 0;
+    inputs.forEach((s, i) => {
+      if (!(s.inputIds instanceof Int32Array)) throw new TypeError(`inputs[${i}].inputIds must be an Int32Array`);
+      const g = s.imageGridThw ?? [];
+      const rope = getRopeIndex(c, { inputIds: s.inputIds, imageGridThw: g.map((x) => [...x]) });
+      const L = s.inputIds.length;
+      inputIds.set(s.inputIds, off);
+      for (let a = 0; a < 3; a++) positions.set(rope.positionIds.subarray(a * L, (a + 1) * L), a * total + off);
+      ropeDeltas[i] = rope.ropeDeltas[0]!;
+      off += L;
+      cuSeqlens[i + 1] = off;
+      grids.push(...g);
+      const pv = s.pixelValues?.length ?? 0;
+      const expect = g.reduce((n, [t, h, w]) => n + t * h * w, 0) * c.patchInputSize;
+      if (pv !== expect) throw new RangeError(`inputs[${i}].pixelValues has ${pv} values, expected ${expect} for grids ${JSON.stringify(g)}`);
+      pixelCount += pv;
+    });
+    const out: NativePackedInput & { ropeDeltas: Int32Array } = { inputIds, positions, cuSeqlens, ropeDeltas };
+    if (grids.length) {
+      const pixelValues = new Float32Array(pixelCount);
+      let p = 0;
+      for (const s of inputs) if (s.pixelValues) { pixelValues.set(s.pixelValues, p); p += s.pixelValues.length; }
+      const vi = buildVisionIndex(c, grids.map((x) => [...x]));
+      out.vision = { numPatches: vi.numPatches, pixelValues, posIds: vi.posIds, cuSeqlens: vi.cuSeqlens };
+      if (vi.windowIndex && vi.cuWindowSeqlens) {
+        out.vision.windowIndex = vi.windowIndex;
+        out.vision.cuWindowSeqlens = vi.cuWindowSeqlens;
+      }
+    }
+    return out;
+  }
+
+  // Calls into the native model run one at a time, in call order.
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#busy.then(fn, fn);
+    this.#busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Forward pass of one sequence: log-probs of `targets` (and/or logits). */
+  async forward(req: ForwardRequest): Promise<ForwardOutput> {
+    const [out] = await this.forwardBatch([req], { returnLogits: req.returnLogits ?? !req.targets, returnEntropy: req.returnEntropy ?? false, temperature: req.temperature ?? 1 });
+    return out!;
+  }
+
+  /**
+   * Forward over several sequences packed together (no padding compute). With `keepForBackward`, a following
+   * backward() differentiates sum(gradLogprobs * logprobs) through the whole model.
+   */
+  async forwardBatch(
+    reqs: readonly (ModelInput & { targets?: Int32Array })[],
+    opts: { returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number } = {},
+  ): Promise<ForwardOutput[]> {
+    const packed = this.pack(reqs);
+    const anyTargets = reqs.some((r) => r.targets);
+    let targets: Int32Array | undefined;
+    if (anyTargets) {
+      targets = new Int32Array(packed.inputIds.length).fill(-1);
+      reqs.forEach((r, i) => {
+        if (!r.targets) return;
+        if (r.targets.length !== r.inputIds.length) throw new RangeError(`targets of sequence ${i} has length ${r.targets.length}, expected ${r.inputIds.length}`);
+        targets!.set(r.targets, packed.cuSeqlens[i]!);
+      });
+    }
+    const { ropeDeltas: _d, ...input } = packed;
+    const h = this.handle;
+    const res = await this.#serial(() => h.forward({
+      ...input,
+      ...(targets ? { targets } : {}),
+      returnLogits: opts.returnLogits ?? !anyTargets,
+      returnEntropy: opts.returnEntropy ?? false,
+      keepForBackward: opts.keepForBackward ?? false,
+      recompute: opts.recompute ?? false,
+      temperature: opts.temperature ?? 1,
+    }));
+    const V = this.config.vocabSize;
+    return reqs.map((_, i) => {
+      const a = packed.cuSeqlens[i]!, b = packed.cuSeqlens[i + 1]!;
+      const o: ForwardOutput = {};
+      if (res.logits) o.logits = res.logits.subarray(a * V, b * V);
+      if (res.logprobs) o.logprobs = res.logprobs.subarray(a, b);
+      if (res.entropy) o.entropy = res.entropy.subarray(a, b);
+      return o;
+    });
+  }
+
+  /** Backward of the last forwardBatch({ keepForBackward: true }); accumulates into gradients(). */
+  async backward(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void> {
+    const h = this.handle;
+    await this.#serial(() => h.backward(opts));
+  }
+
+  /** Batched KV-cached generation; `numSamples` completions per prompt share the prompt's prefill. */
+  async generate(input: ModelInput | readonly ModelInput[], opts: GenerateOptions = {}): Promise<Generation[]> {
+    const prompts = Array.isArray(input) ? (input as readonly ModelInput[]) : [input as ModelInput];
+    const gc = this.generationConfig;
+    const packed = this.pack(prompts);
+    const temperature = opts.temperature ?? (gc.doSample ? gc.temperature : 0);
+    const maxNewTokens = opts.maxNewTokens ?? gc.maxNewTokens ?? 256;
+    const h = this.handle;
+    const seqs = await this.#serial(() => h.generate({
+      ...packed,
+      maxNewTokens,
+      numSamples: opts.numSamples ?? 1,
+      seed: opts.seed ?? 0,
+      temperature,
+      topK: opts.topK ?? (temperature > 0 ? gc.topK : 0),
+      topP: opts.topP ?? (temperature > 0 ? gc.topP : 1),
+      minP: opts.minP ?? 0,
+      stopIds: Int32Array.from(opts.stopIds ?? gc.eosTokenIds),
+      sequenceIdBase: opts.sequenceIdBase ?? 0,
+    }));
+    const tok = this.tokenizer;
+    return seqs.map((s) => {
+      let text: string | undefined;
+      return {
+        prompt: s.prompt,
+        tokens: s.tokens,
+        logprobs: s.logprobs,
+        finishReason: s.stopped ? 'stop' : 'length',
+        get text(): string {
+          text ??= tok.decode(s.tokens, { skipSpecialTokens: true });
+          return text;
+        },
+      } satisfies Generation;
+    });
+  }
+
+  /** Zero-copy view of all parameters (the layout of layout()). */
+  parameters(): Float32Array {
+    return this.handle.parameters();
+  }
+
+  /** Zero-copy view of the gradient buffer (same layout as parameters()). */
+  gradients(): Float32Array {
+    return this.handle.gradients();
+  }
+
+  zeroGrads(): void {
+    this.handle.zeroGrads();
+  }
+
+  /** Name, shape and offset of every parameter in the parameter buffer. */
+  layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[] {
+    return this.handle.layout();
+  }
+
+  /** Frees the native model (after running calls finish). Idempotent. */
+  async dispose(): Promise<void> {
+    const h = this.#handle;
+    if (!h) return;
+    this.#handle = undefined;
+    await this.#busy;
+    h.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}
+
+/**
+ * Loads a model folder: config.json, the safetensors weights (memory-mapped, converted to fp32), and, when
+ * present, tokenizer.json / tokenizer_config.json, the chat template and preprocessor_config.json.
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<VlmModel> {
+  const device = options.device ?? 'cpu';
+  if (device !== 'cpu') {
+    throw new VlmGrpoError('ERR_DEVICE', `device '${device}' is not supported by this version's model runtime.`,
+      "Use device: 'cpu' (the CUDA kernels are built, but the model does not run on the GPU yet).");
+  }
+  const folder = readModelFolder(dir);
+  const [tokenizer, chatTemplate, preprocessor] = await Promise.all([
+    loadTokenizer(folder.dir, { optional: true }),
+    ChatTemplate.load(folder.dir),
+    loadPreprocessorConfig(folder.dir, { optional: true }),
+  ]);
+  const NativeModel = native().NativeModel;
+  const handle = new NativeModel(nativeModelConfig(folder.config));
+  try {
+    await handle.load(folder.weights.params.map((p) => ({ name: p.name, file: p.file, dtype: p.dtype, begin: p.byteOffset, end: p.byteOffset + p.byteLength })));
+  } catch (err) {
+    handle.dispose();
+    throw err;
+  }
+  return new VlmModel(folder, handle, tokenizer, chatTemplate, preprocessor);
+}
