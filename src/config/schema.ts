@@ -1,0 +1,133 @@
+/**
+ * The training configuration, defined once: the zod schema below holds every knob with its default and a one-line
+ * description. Unknown keys are rejected (with a did-you-mean hint, see load.ts) and cross-field rules are checked
+ * before any heavy work. Batch knobs are expressed in prompts × G (group size).
+ */
+import { z } from 'zod';
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const prob = z.number().min(0).max(1);
+
+export const rewardSpecSchema = z.strictObject({
+  /** Built-in reward name (see rewardFunctions) or 'custom'. */
+  name: z.string().min(1),
+  weight: z.number().default(1),
+  /** Options passed to the reward function (e.g. { threshold: 0.5 } for iou). */
+  options: z.record(z.string(), z.unknown()).default({}),
+  /** For name 'custom': path of a JS/TS module; `export` picks the export (default: the default export). */
+  module: z.string().optional(),
+  export: z.string().optional(),
+  /** Custom modules: 'sample' = fn(sample) per completion, 'batch' = fn(samples[]) once per step. */
+  mode: z.enum(['sample', 'batch']).default('sample'),
+});
+
+export const dataSourceSchema = z.strictObject({
+  /** A .jsonl, .json or .parquet file. */
+  path: z.string().min(1),
+  /** Folder that relative image paths are resolved against (default: the file's folder). */
+  imageFolder: z.string().optional(),
+  format: z.enum(['auto', 'vlm-r1', 'verl', 'r1v']).default('auto'),
+});
+
+export const configSchema = z.strictObject({
+  model: z.strictObject({
+    /** A Hugging Face model folder (config.json, safetensors, tokenizer files). */
+    path: z.string().min(1),
+    device: z.enum(['cpu', 'cuda']).default('cpu'),
+    /** Do not train the vision tower (its gradients are not computed). */
+    freezeVision: z.boolean().default(false),
+    /** Recompute decoder activations in backward to save memory. */
+    gradientCheckpointing: z.boolean().default(false),
+    /** Kernel threads (0 = all hardware threads). */
+    threads: nonNegInt.default(0),
+  }),
+  data: z.strictObject({
+    train: z.array(dataSourceSchema).min(1),
+    /** Separate validation files; when absent, `validationSplit` of train is held out. */
+    validation: z.array(dataSourceSchema).default([]),
+    validationSplit: z.number().min(0).max(0.9).default(0),
+    /** 'r1' (think then answer), 'none', or a custom string containing {question}. */
+    promptTemplate: z.string().default('r1'),
+    systemPrompt: z.string().nullable().default(null),
+    minPixels: posInt.default(3136),
+    maxPixels: posInt.default(401408),
+    /** Prompt tokens after image expansion; longer rows are filtered and counted. */
+    maxPromptLength: posInt.default(1024),
+    shuffle: z.boolean().default(true),
+    /** Stop when more than this share of rows is broken (malformed, missing or undecodable images). */
+    maxBadFraction: prob.default(0.5),
+  }),
+  rewards: z.array(rewardSpecSchema).min(1).default([{ name: 'accuracy', weight: 1, options: {}, mode: 'sample' }, { name: 'format', weight: 1, options: {}, mode: 'sample' }]),
+  rollout: z.strictObject({
+    /** G: completions per prompt. */
+    groupSize: posInt.default(8),
+    /** Prompts per training step (the rollout batch is promptsPerStep × groupSize completions). */
+    promptsPerStep: posInt.default(4),
+    maxNewTokens: posInt.default(256),
+    temperature: z.number().min(0).default(1),
+    topP: z.number().gt(0).max(1).default(1),
+    topK: nonNegInt.default(0),
+    minP: prob.default(0),
+    /** DAPO dynamic sampling: drop groups whose rewards are all equal and refill, at most maxRetries extra rounds. */
+    dynamicSampling: z.boolean().default(false),
+    dynamicSamplingMaxRetries: nonNegInt.default(3),
+    /** Exclude completions cut by maxNewTokens from the loss. */
+    maskTruncated: z.boolean().default(false),
+    /** DAPO soft overlong penalty: linear from 0 to -overlongPenalty over the last overlongBuffer tokens. */
+    overlongBuffer: nonNegInt.default(0),
+    overlongPenalty: z.number().min(0).default(1),
+  }).prefault({}),
+  algorithm: z.strictObject({
+    /** grpo: (r - mean_g) / (std_g + eps) (std off = Dr.GRPO); rloo: leave-one-out baseline. */
+    advantage: z.enum(['grpo', 'rloo']).default('grpo'),
+    /** group: divide by the group's std; batch: by the whole batch's std; none: no division (Dr.GRPO). */
+    scaleRewards: z.enum(['group', 'batch', 'none']).default('group'),
+    stdEps: z.number().positive().default(1e-6),
+    /** μ: policy updates per rollout batch (old log-probs are kept from before the first update). */
+    updatesPerRollout: posInt.default(1),
+    clipLow: z.number().min(0).max(1).default(0.2),
+    clipHigh: z.number().min(0).default(0.28),
+    /** Dual-clip constant c > 1 for negative advantages (null = off). */
+    dualClip: z.number().gt(1).nullable().default(null),
+    /** β: KL-to-reference coefficient. 0 means no reference model at all. */
+    klCoef: z.number().min(0).default(0),
+    klEstimator: z.enum(['k1', 'k2', 'k3', 'abs']).default('k3'),
+    entropyCoef: z.number().default(0),
+    lossAgg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm']).default('token-mean'),
+    /** 'sequence' = GSPO sequence-level ratio. */
+    ratioLevel: z.enum(['token', 'sequence']).default('token'),
+  }).prefault({}),
+  optim: z.strictObject({
+    lr: z.number().positive().default(1e-6),
+    weightDecay: z.number().min(0).default(0),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().default(1e-8),
+    /** Global gradient-norm clip (0 = off). */
+    maxGradNorm: z.number().min(0).default(1),
+    schedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    warmupSteps: nonNegInt.default(0),
+    /** Completions per forward/backward micro-batch; gradients accumulate over the rollout batch. */
+    microBatchSize: posInt.default(8),
+  }).prefault({}),
+  train: z.strictObject({
+    steps: posInt.default(100),
+    /** Run folder: metrics, rollouts, checkpoints, report. */
+    outDir: z.string().default('runs/grpo'),
+    seed: nonNegInt.default(42),
+    /** Save a checkpoint every N steps (0 = only at the end). */
+    saveEvery: nonNegInt.default(50),
+    keepLast: posInt.default(3),
+    exportDtype: z.enum(['fp32', 'bf16']).default('fp32'),
+    /** Evaluate on the validation set every N steps (0 = never). */
+    evalEvery: nonNegInt.default(0),
+    evalMaxPrompts: posInt.default(64),
+    logEvery: posInt.default(1),
+  }).prefault({}),
+});
+
+/** The validated, fully defaulted configuration. */
+export type TrainConfig = z.output<typeof configSchema>;
+/** What a user writes: every field with a default may be left out. */
+export type TrainConfigInput = z.input<typeof configSchema>;
