@@ -59,3 +59,57 @@ export type {
 } from './rewards/index.js';
 export { loadModel, VlmModel } from './model/vlm-model.js';
 export type { LoadModelOptions, ModelInput, EncodedInput, EncodeRequest, ForwardRequest, ForwardOutput, GenerateOptions, Generation } from './model/vlm-model.js';
+// ---- data (VLM-R1 / verl / R1-V datasets as Arrow tables, prompt templates, prepared prompts)
+export * as data from './data/index.js';
+export {
+  PromptDataset,
+  loadPromptDatasets,
+  PROMPT_TEMPLATES,
+  PROMPT_TEMPLATE_NAMES,
+  resolvePromptTemplate,
+  preparePrompt,
+  DataError,
+} from './data/index.js';
+export type {
+  PromptRow,
+  PromptDatasetOptions,
+  PromptDatasets,
+  DataSource,
+  DatasetState,
+  DatasetCursor,
+  DatasetFormat,
+  PreparedPrompt,
+  PromptProcessor,
+  PromptTemplateName,
+  SkipReason,
+} from './data/index.js';
+// ---- report (metrics.jsonl, rollouts Parquet, reflection counters, progress, HTML report)
+export * as report from './report/index.js';
+export {
+  MetricsLog,
+  RolloutLog,
+  writeHtmlReport,
+  countReflections,
+  reflectionStats,
+  summarize,
+  summarizeRewards,
+  fracZeroStdGroups,
+  lengthStats,
+  ProgressReporter,
+  ReportError,
+} from './report/index.js';
+export type { StepMetrics, RolloutInput, RolloutRecord, HtmlReportOptions, ReflectionStats } from './report/index.js';
+// ---- LoRA adapters (PEFT format)
+export {
+  LORA_ADAPTER_CONFIG_FILE,
+  LORA_ADAPTER_WEIGHTS_FILE,
+  LORA_TEXT_TARGETS,
+  LoraError,
+  loraAdaptableModules,
+  resolveLoraTargets,
+  saveLoraAdapter,
+  loadLoraAdapter,
+  mergeLoraInto,
+  readPeftAdapterConfig,
+} from './model/lora.js';
+export type { LoraOptions, LoraConfig, LoraTensorInfo, LoraModule, PeftLoraSettings } from './model/lora.js';
