@@ -15,31 +15,19 @@ import type { TrainConfig, TrainConfigInput } from '../config/schema.js';
 import { setNumThreads } from '../native/runtime.js';
 import { loadModel, type VlmModel } from '../model/vlm-model.js';
 import { loadRewardScorer, type RewardScorer } from '../rewards/scorer.js';
+import { MetricsLog } from '../report/metrics-log.js';
+import { reflectionStats } from '../report/reflection.js';
+import { RolloutLog } from '../report/rollout-log.js';
+import { lengthStats, summarize, type StepMetrics, type Summary } from '../report/step-metrics.js';
 import { computeAdvantages } from './advantages.js';
+import { DatasetPromptSource, loadConfiguredDatasets } from './dataset-source.js';
 import { AdamW } from './optimizer.js';
 import { scoreLogprobs, updatePolicy, type UpdateStats } from './policy-update.js';
 import { generateRollouts, scoreRollouts } from './rollout.js';
 import type { PromptSource, Rollout } from './types.js';
 
-/** Summary of one training step (also written as one line of metrics.jsonl by the CLI). */
-export interface TrainerStepMetrics {
-  step: number;
-  reward: { mean: number; std: number };
-  rewards: Record<string, { mean: number; std: number }>;
-  /** Mean of the `accuracy` reward when one is configured, else null. */
-  accuracy: number | null;
-  fracZeroStdGroups: number;
-  completionLength: { mean: number; min: number; max: number };
-  truncatedShare: number;
-  update: UpdateStats;
-  tokensPerSecond: number;
-  seconds: { generation: number; scoring: number; update: number; total: number };
-  rewardErrors: Record<string, number>;
-  dynamicSampling: { rounds: number; droppedGroups: number };
-}
-
 export interface TrainerEvents {
-  step: [TrainerStepMetrics];
+  step: [StepMetrics];
   rollouts: [{ step: number; rollouts: readonly Rollout[] }];
   checkpoint: [{ step: number; dir: string }];
   log: [string];
@@ -53,19 +41,16 @@ export interface TrainResult {
 }
 
 export interface TrainerOptions {
-  /** Where prompts come from (required until the dataset is wired in by the caller). */
-  prompts: PromptSource;
+  /** Where prompts come from; default: the datasets named by config.data. */
+  prompts?: PromptSource;
   /** Use an already loaded policy model (the trainer then does not dispose it). */
   model?: VlmModel;
   /** Base folder for relative paths when `config` is a raw object. */
   baseDir?: string;
 }
 
-function meanStd(xs: readonly number[]): { mean: number; std: number } {
-  if (xs.length === 0) return { mean: 0, std: 0 };
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const v = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / xs.length;
-  return { mean, std: Math.sqrt(v) };
+function stats(xs: readonly number[]): Summary {
+  return xs.length ? summarize(xs) : { mean: 0, std: 0, min: 0, max: 0 };
 }
 
 export class GrpoTrainer extends EventEmitter<TrainerEvents> {
@@ -75,7 +60,11 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
   #ref: VlmModel | undefined;
   #scorer: RewardScorer | undefined;
   #optimizer: AdamW | undefined;
+  #prompts: PromptSource | undefined;
+  #metricsLog: MetricsLog | undefined;
+  #rolloutLog: RolloutLog | undefined;
   #step = 0;
+  #t0 = Date.now();
 
   constructor(config: TrainConfig | TrainConfigInput, options: TrainerOptions) {
     super();
@@ -115,8 +104,10 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       { params: () => model.parameters().subarray(0, end), grads: () => model.gradients().subarray(0, end) },
       { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout },
     );
+    this.#prompts = this.#opts.prompts ?? new DatasetPromptSource((await loadConfiguredDatasets(c, model, (l) => this.#log(l))).train);
     mkdirSync(c.train.outDir, { recursive: true });
     writeFileSync(join(c.train.outDir, 'config.json'), JSON.stringify(c, null, 2));
+    this.#rolloutLog = new RolloutLog(c.train.outDir, { thumbnails: true, onWarning: (m) => this.#log(m) });
   }
 
   #resume(): void {
@@ -130,7 +121,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     const ck = loadCheckpoint(last.dir, model.layout(), model.parameters().length);
     model.parameters().set(ck.params);
     this.#optimizer!.restore(ck.optimizer.expAvg, ck.optimizer.expAvgSq, Number(ck.state.optimizerStep ?? 0));
-    if (ck.state.dataCursor !== undefined) this.#opts.prompts.restore(ck.state.dataCursor);
+    if (ck.state.dataCursor !== undefined) this.#prompts!.restore(ck.state.dataCursor);
     this.#step = ck.step;
     this.#log(`resumed from ${last.dir} (step ${ck.step})`);
   }
@@ -146,14 +137,14 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       params: model.parameters(),
       exportDtype: c.train.exportDtype,
       optimizer: { expAvg: opt.expAvg, expAvgSq: opt.expAvgSq, step: opt.step },
-      state: { optimizerStep: opt.step, dataCursor: this.#opts.prompts.cursor(), config: c },
+      state: { optimizerStep: opt.step, dataCursor: this.#prompts!.cursor(), config: c },
     }, c.train.keepLast);
     this.emit('checkpoint', { step: this.#step, dir });
     return dir;
   }
 
   /** One GRPO step; returns its metrics. */
-  async #trainStep(signal?: AbortSignal): Promise<TrainerStepMetrics> {
+  async #trainStep(signal?: AbortSignal): Promise<StepMetrics> {
     const c = this.config;
     const model = this.#model!;
     const G = c.rollout.groupSize;
@@ -167,7 +158,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     for (let round = 0; ; round++) {
       signal?.throwIfAborted();
       const need = c.rollout.promptsPerStep - kept.length / G;
-      const prompts = await this.#opts.prompts.next(need);
+      const prompts = await this.#prompts!.next(need);
       const tg = performance.now();
       const rollouts = await generateRollouts(model, prompts, c, this.#step, round);
       const ts = performance.now();
@@ -208,24 +199,47 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     this.#step++;
     const lengths = kept.map((r) => r.tokens.length);
     const names = this.#scorer!.names;
-    const rewards: Record<string, { mean: number; std: number }> = {};
-    for (const n of [...names, ...(c.rollout.overlongBuffer > 0 ? ['overlong'] : [])]) rewards[n] = meanStd(kept.map((r) => r.rewards[n] ?? 0));
+    const rewards: Record<string, Summary> = {};
+    for (const n of [...names, ...(c.rollout.overlongBuffer > 0 ? ['overlong'] : [])]) rewards[n] = stats(kept.map((r) => r.rewards[n] ?? 0));
     const total = (performance.now() - t0) / 1000;
     const genTokens = lengths.reduce((a, b) => a + b, 0);
-    const metrics: TrainerStepMetrics = {
+    const len = kept.length ? lengthStats(lengths, kept.map((r) => r.truncated)) : { mean: 0, min: 0, max: 0, truncatedFrac: 0 };
+    const extra: Record<string, number | null> = {
+      'update/ratio_mean': update.ratioMean,
+      'update/train_tokens': update.trainTokens,
+      'update/skipped_steps': update.skippedSteps,
+      'dynamic_sampling/rounds': rounds,
+      'dynamic_sampling/dropped_groups': dropped,
+    };
+    for (const [k, v] of Object.entries(errors)) extra[`reward_errors/${k}`] = v;
+    const metrics: StepMetrics = {
       step: this.#step,
-      reward: meanStd(kept.map((r) => r.reward)),
+      time: (Date.now() - this.#t0) / 1000,
+      epoch: 0,
+      reward: stats(kept.map((r) => r.reward)),
       rewards,
       accuracy: names.includes('accuracy') ? rewards.accuracy!.mean : null,
-      fracZeroStdGroups: allGroupStd.length ? allGroupStd.filter((s) => s === 0).length / allGroupStd.length : 0,
-      completionLength: { mean: meanStd(lengths).mean, min: lengths.length ? Math.min(...lengths) : 0, max: lengths.length ? Math.max(...lengths) : 0 },
-      truncatedShare: kept.length ? kept.filter((r) => r.truncated).length / kept.length : 0,
-      update,
+      fracZeroStdGroups: allGroupStd.length ? allGroupStd.filter((x) => x === 0).length / allGroupStd.length : 0,
+      completionLength: { mean: len.mean, min: len.min, max: len.max },
+      truncatedFrac: len.truncatedFrac,
+      kl: c.algorithm.klCoef > 0 ? update.kl : null,
+      entropy: update.trainTokens ? update.entropy : null,
+      clipFrac: { low: update.clipFracLow, high: update.clipFracHigh, dual: update.clipFracDual },
+      loss: update.trainTokens ? update.loss : null,
+      gradNorm: update.trainTokens ? update.gradNorm : null,
+      lr: update.lr,
+      tokens: { prompt: kept.reduce((a, r) => a + r.prompt.input.inputIds.length, 0), completion: genTokens },
       tokensPerSecond: genTokens / Math.max(1e-9, genSec),
       seconds: { generation: genSec, scoring: scoreSec, update: updSec, total },
-      rewardErrors: errors,
-      dynamicSampling: { rounds, droppedGroups: dropped },
+      reflection: reflectionStats(kept.map((r) => r.text)),
+      extra,
     };
+    this.#metricsLog!.append(metrics);
+    await this.#rolloutLog!.write(this.#step, kept.map((r) => ({
+      promptId: r.prompt.id, groupIndex: r.group, sampleIndex: r.sample, prompt: r.prompt.text, completion: r.text,
+      reward: r.reward, rewards: r.rewards, advantage: r.advantage, length: r.tokens.length, truncated: r.truncated,
+      finishReason: r.truncated ? 'length' : 'stop', images: r.prompt.imagePaths,
+    })));
     this.emit('rollouts', { step: this.#step, rollouts: kept });
     this.emit('step', metrics);
     return metrics;
@@ -242,6 +256,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     let stoppedEarly = false;
     try {
       if (opts.resume) this.#resume();
+      this.#metricsLog = new MetricsLog(c.train.outDir, { resumeFromStep: this.#step, onWarning: (m) => this.#log(m) });
       while (this.#step < c.train.steps) {
         try {
           await this.#trainStep(opts.signal);

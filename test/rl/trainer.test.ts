@@ -1,13 +1,14 @@
 // The GRPO trainer end to end on a tiny model: rewards, advantages, losses and checkpoints agree with each other;
 // groups stay with their own prompts; resume reproduces the uninterrupted run exactly; abort saves and resolves;
 // and a rewarded behaviour is learned.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadModel } from '../../src/model/vlm-model.js';
-import { GrpoTrainer, type TrainerStepMetrics } from '../../src/rl/trainer.js';
+import type { StepMetrics } from '../../src/report/step-metrics.js';
+import { GrpoTrainer } from '../../src/rl/trainer.js';
 import type { Rollout } from '../../src/rl/types.js';
 import { fixturePrompts, GROUND_TRUTH_REWARD, LETTERS_REWARD, ListSource, rewardModule, tinyModelDir } from './helpers.js';
 
@@ -39,7 +40,7 @@ describe('GrpoTrainer', () => {
     const out = tmp();
     const reward = rewardModule(out, 'gt', GROUND_TRUTH_REWARD);
     const t = new GrpoTrainer(baseConfig(out, reward), { prompts: new ListSource(fixturePrompts()) });
-    const steps: TrainerStepMetrics[] = [];
+    const steps: StepMetrics[] = [];
     const batches: Rollout[][] = [];
     t.on('step', (m) => steps.push(m));
     t.on('rollouts', (r) => batches.push([...r.rollouts]));
@@ -64,10 +65,14 @@ describe('GrpoTrainer', () => {
       // μ = 1, β = 0: the token-mean loss is −Σ A·n / Σ n (ratio 1 everywhere)
       const num = rs.reduce((a, r) => a + r.advantage * r.tokens.length, 0);
       const den = rs.reduce((a, r) => a + r.tokens.length, 0);
-      expect(m.update.loss).toBeCloseTo(-num / den, 4);
-      expect(m.update.ratioMean).toBeCloseTo(1, 5);
-      expect(m.update.gradNorm).toBeGreaterThan(0);
+      expect(m.loss).toBeCloseTo(-num / den, 4);
+      expect(m.extra!['update/ratio_mean']).toBeCloseTo(1, 5);
+      expect(m.gradNorm).toBeGreaterThan(0);
     }
+    // The run folder holds one metrics line and one rollouts file per step.
+    const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l).step)).toEqual([1, 2, 3]);
+    expect(readdirSync(join(out, 'rollouts')).sort()).toEqual(['step-000001.parquet', 'step-000002.parquet', 'step-000003.parquet']);
     // Checkpoints: step 2 and the final step 3, each a loadable model folder equal to the trained weights.
     const names = readdirSync(join(out, 'checkpoints')).filter((n) => n.startsWith('step-'));
     expect(names.sort()).toEqual(['step-000002', 'step-000003']);
