@@ -3,15 +3,25 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { VlmGrpoError } from '../errors.js';
 import { packageRoot } from '../native/binding.js';
+import { UsageError } from './args.js';
 import { runDoctor } from './doctor.js';
+import { evalCommand } from './eval.js';
+import { generateCommand } from './generate.js';
+import { reportCommand } from './report.js';
+import { trainCommand } from './train.js';
 
 const HELP = `vlm-grpo — train vision-language models with GRPO on a native C++/CUDA core
 
 Usage:
+  vlm-grpo train --config run.yaml [--set key=value]... [--resume]   GRPO training
+  vlm-grpo eval --model DIR --data FILE [--reward accuracy] [--samples K]   accuracy / pass@k of a model
+  vlm-grpo generate --model DIR --prompt TEXT [--image PATH]...       generate completions
+  vlm-grpo report RUN_DIR                                             write RUN_DIR/report.html
   vlm-grpo doctor        print Node, OS, CPU features, threads, BLAS, CUDA and the loaded native build
   vlm-grpo --version     print the version
-  vlm-grpo --help        print this help
+  vlm-grpo COMMAND --help   options of one command
 
 Environment:
   VG_NUM_THREADS         threads for the CPU kernels (default: all hardware threads)
@@ -23,7 +33,14 @@ function version(): string {
   return pkg.version;
 }
 
-export function main(argv: string[]): number {
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  train: trainCommand,
+  eval: evalCommand,
+  generate: generateCommand,
+  report: reportCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(HELP);
@@ -40,8 +57,24 @@ export function main(argv: string[]): number {
     }
     return runDoctor();
   }
-  console.error(`vlm-grpo: unknown command '${cmd}'. Run vlm-grpo --help for the list of commands.`);
-  return 2;
+  const run = COMMANDS[cmd];
+  if (!run) {
+    console.error(`vlm-grpo: unknown command '${cmd}'. Run vlm-grpo --help for the list of commands.`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`vlm-grpo ${cmd}: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof VlmGrpoError) {
+      console.error(`vlm-grpo ${cmd}: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));
