@@ -113,3 +113,14 @@ export {
   readPeftAdapterConfig,
 } from './model/lora.js';
 export type { LoraOptions, LoraConfig, LoraTensorInfo, LoraModule, PeftLoraSettings } from './model/lora.js';
+export { GrpoTrainer } from './rl/trainer.js';
+export type { TrainerEvents, TrainerOptions, TrainResult } from './rl/trainer.js';
+export type { PreparedPrompt as TrainerPrompt, PromptSource, Rollout } from './rl/types.js';
+export { computeAdvantages, overlongPenalty } from './rl/advantages.js';
+export { learningRate } from './rl/lr-schedule.js';
+export { evaluate } from './rl/evaluate.js';
+export type { EvalOptions, EvalResult } from './rl/evaluate.js';
+export { loadConfig, parseConfig, ConfigError } from './config/load.js';
+export { configSchema } from './config/schema.js';
+export type { TrainConfig, TrainConfigInput } from './config/schema.js';
+export { saveCheckpoint, loadCheckpoint, latestCheckpoint, listCheckpoints } from './checkpoint/checkpoint.js';
