@@ -1,6 +1,8 @@
 // NativeModel: a Qwen2-VL / Qwen2.5-VL model (native/model/model.h) owned by JS. Heavy calls (load, forward,
 // backward, generate) run on the model's own native thread and return Promises. Parameter and gradient
 // buffers are handed out as zero-copy Float32Array views that keep the native memory alive.
+// LoRA (model/lora.h): enableLora/disableLora run on the model thread; loraParameters/loraGradients are zero-copy
+// views that keep the adapters alive even after they are replaced.
 #include <memory>
 #include <string>
 #include <vector>
@@ -121,6 +123,7 @@ ForwardJob read_forward(const Napi::Object& o, const vg::ModelConfig& cfg) {
   j.opt.keep_for_backward = get_bool(o, "keepForBackward", false);
   j.opt.recompute = get_bool(o, "recompute", false);
   j.opt.temperature = get_number(o, "temperature", 1.0);
+  j.opt.adapters = get_bool(o, "adapters", true);
   Napi::Value vv = o.Get("vision");
   if (vv.IsObject()) {
     Napi::Object v = vv.As<Napi::Object>();
@@ -151,6 +154,13 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod<&NativeModel::Parameters>("parameters"),
                         InstanceMethod<&NativeModel::Gradients>("gradients"),
                         InstanceMethod<&NativeModel::Layout>("layout"),
+                        InstanceMethod<&NativeModel::EnableLora>("enableLora"),
+                        InstanceMethod<&NativeModel::DisableLora>("disableLora"),
+                        InstanceMethod<&NativeModel::HasLora>("hasLora"),
+                        InstanceMethod<&NativeModel::LoraParameters>("loraParameters"),
+                        InstanceMethod<&NativeModel::LoraGradients>("loraGradients"),
+                        InstanceMethod<&NativeModel::LoraLayout>("loraLayout"),
+                        InstanceMethod<&NativeModel::MergedParameters>("mergedParameters"),
                         InstanceMethod<&NativeModel::Dispose>("dispose")});
   }
 
@@ -265,13 +275,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value Gradients(const Napi::CallbackInfo& info) {
     auto m = live(info.Env());
-    if (m->grads().empty()) m->zero_grads();
+    if (m->grads().empty()) m->allocate_grads();
     return view_of(info.Env(), m->grads());
   }
 
-  Napi::Value Layout(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const auto& entries = live(env)->layout().entries();
+  static Napi::Array layout_array(Napi::Env env, const std::vector<vg::ParamEntry>& entries) {
     Napi::Array a = Napi::Array::New(env, entries.size());
     for (size_t i = 0; i < entries.size(); ++i) {
       const auto& e = entries[i];
@@ -286,6 +294,105 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       a.Set(static_cast<uint32_t>(i), o);
     }
     return a;
+  }
+
+  Napi::Value Layout(const Napi::CallbackInfo& info) { return layout_array(info.Env(), live(info.Env())->layout().entries()); }
+
+  // ---- LoRA
+
+  // { r, alpha, dropout, rsLora, seed, modules: string[] } -> Promise<void>; replaces any existing adapters.
+  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    Napi::Object o = arg_object(info, "enableLora");
+    vg::LoraSpec spec;
+    spec.rank = get_int(o, "r", NAN, 1, 1 << 20);
+    spec.alpha = get_number(o, "alpha");
+    spec.dropout = get_number(o, "dropout", 0.0);
+    spec.rslora = get_bool(o, "rsLora", false);
+    const double seed = get_number(o, "seed", 0);
+    if (seed < 0 || seed > 9007199254740991.0 || seed != std::floor(seed))
+      throw_range(env, "seed must be an integer in [0, 2^53), got " + std::to_string(seed));
+    spec.seed = static_cast<uint64_t>(seed);
+    Napi::Value mods = o.Get("modules");
+    if (!mods.IsArray()) throw_type(env, "modules must be an array of module names");
+    Napi::Array ma = mods.As<Napi::Array>();
+    for (uint32_t i = 0; i < ma.Length(); ++i) {
+      Napi::Value v = ma.Get(i);
+      if (!v.IsString()) throw_type(env, "modules[" + std::to_string(i) + "] must be a string");
+      spec.modules.push_back(v.As<Napi::String>().Utf8Value());
+    }
+    return worker_->submit(env, [m, spec]() -> NativeWorker::Finisher {
+      m->enable_lora(spec);
+      return nullptr;
+    });
+  }
+
+  Napi::Value DisableLora(const Napi::CallbackInfo& info) {
+    auto m = live(info.Env());
+    return worker_->submit(info.Env(), [m]() -> NativeWorker::Finisher {
+      m->disable_lora();
+      return nullptr;
+    });
+  }
+
+  Napi::Value HasLora(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), live(info.Env())->lora() != nullptr);
+  }
+
+  std::shared_ptr<vg::LoraAdapters<float>> live_lora(Napi::Env env) {
+    auto l = live(env)->lora();
+    if (!l) throw Napi::Error::New(env, "this model has no LoRA adapters; call enableLora first");
+    return l;
+  }
+
+  // A Float32Array over an adapter buffer that keeps those adapters alive while the view exists.
+  Napi::Value lora_view_of(Napi::Env env, const std::shared_ptr<vg::LoraAdapters<float>>& l, std::vector<float>& v) {
+    auto keep = new std::shared_ptr<vg::LoraAdapters<float>>(l);
+    auto buf = Napi::ArrayBuffer::New(env, v.data(), v.size() * sizeof(float),
+                                      [](Napi::Env, void*, std::shared_ptr<vg::LoraAdapters<float>>* k) { delete k; }, keep);
+    return Napi::Float32Array::New(env, v.size(), buf, 0);
+  }
+
+  Napi::Value LoraParameters(const Napi::CallbackInfo& info) {
+    auto l = live_lora(info.Env());
+    return lora_view_of(info.Env(), l, l->params());
+  }
+
+  Napi::Value LoraGradients(const Napi::CallbackInfo& info) {
+    auto l = live_lora(info.Env());
+    return lora_view_of(info.Env(), l, l->grads());
+  }
+
+  // Tensors (PEFT key names) of the adapter buffer, plus the adapted modules and the scale.
+  Napi::Value LoraLayout(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto l = live_lora(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tensors", layout_array(env, l->entries()));
+    Napi::Array mods = Napi::Array::New(env, l->modules().size());
+    for (size_t i = 0; i < l->modules().size(); ++i) {
+      const auto& m = l->modules()[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("name", m.name);
+      x.Set("inFeatures", static_cast<double>(m.in));
+      x.Set("outFeatures", static_cast<double>(m.out));
+      x.Set("vision", m.vision());
+      mods.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("modules", mods);
+    o.Set("scale", l->scale());
+    o.Set("total", static_cast<double>(l->params().size()));
+    return o;
+  }
+
+  // A copy of the parameters with the adapters merged (W + s B A), computed on the model thread.
+  Napi::Value MergedParameters(const Napi::CallbackInfo& info) {
+    auto m = live(info.Env());
+    return worker_->submit(info.Env(), [m]() -> NativeWorker::Finisher {
+      auto merged = std::make_shared<std::vector<float>>(m->merged_params());
+      return [merged](Napi::Env env) -> Napi::Value { return owned_f32(env, std::move(*merged)); };
+    });
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -332,6 +439,8 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   opt->stop_ids = copy_array<int32_t>(o, "stopIds", -1, true);
   opt->banned_ids = copy_array<int32_t>(o, "bannedIds", -1, true);
   opt->sequence_id_base = static_cast<uint32_t>(get_int(o, "sequenceIdBase", 0, 0, UINT32_MAX));
+  opt->adapters = get_bool(o, "adapters", true);
+  opt->merge_adapters = get_bool(o, "mergeAdapters", true);
   return worker_->submit(env, [m, job, deltas, opt]() -> NativeWorker::Finisher {
     vg::PackedBatch b;
     b.num_tokens = static_cast<int64_t>(job->ids.size());

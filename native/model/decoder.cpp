@@ -18,6 +18,7 @@ void LayerActs<T>::keep_only_kv() {
     v->clear();
     v->shrink_to_fit();
   }
+  for (auto& u : lora_u) std::vector<T>().swap(u);
 }
 
 template <typename T>
@@ -26,6 +27,7 @@ void LayerActs<T>::clear_all_but_input() {
     v->clear();
     v->shrink_to_fit();
   }
+  for (auto& u : lora_u) std::vector<T>().swap(u);
 }
 
 namespace {
@@ -43,9 +45,11 @@ AttentionDims text_attention_dims(const TextConfig& t, const PackedBatch& b) {
 }
 
 // One layer forward from a.x_in, filling every other field of `a`; returns the layer output in `out`.
+// lo: this layer's adapter sites (null slots = not adapted), run: the dropout context.
 template <typename T>
 void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const PackedBatch& b, const DecoderActs<T>& acts,
-                   LayerActs<T>& a, std::vector<T>& out) {
+                   LayerActs<T>& a, std::vector<T>& out, const std::array<const LoraSite<T>*, kLoraDecoderSlots>& lo,
+                   const LoraRun& run) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
                 I = t.intermediate;
@@ -58,6 +62,9 @@ void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const P
   linear_forward(a.xn1.data(), w.q_w, w.q_b, a.q.data(), N, H, qd);
   linear_forward(a.xn1.data(), w.k_w, w.k_b, a.k.data(), N, H, kvd);
   linear_forward(a.xn1.data(), w.v_w, w.v_b, a.v.data(), N, H, kvd);
+  lora_forward(lo[kLoraQ], run, a.xn1.data(), a.q.data(), N, &a.lora_u[kLoraQ]);
+  lora_forward(lo[kLoraK], run, a.xn1.data(), a.k.data(), N, &a.lora_u[kLoraK]);
+  lora_forward(lo[kLoraV], run, a.xn1.data(), a.v.data(), N, &a.lora_u[kLoraV]);
   rope_apply(a.q.data(), a.q.data(), N, t.heads, d, acts.cos.data(), acts.sin.data(), false);
   rope_apply(a.k.data(), a.k.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data(), false);
   a.attn.resize(N * qd);
@@ -66,6 +73,7 @@ void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const P
   attention_forward(dims, a.q.data(), a.k.data(), a.v.data(), b.cu_seqlens, b.cu_seqlens, a.attn.data(), a.lse.data());
   a.x_mid.resize(N * H);
   linear_forward<T>(a.attn.data(), w.o_w, nullptr, a.x_mid.data(), N, qd, H);
+  lora_forward(lo[kLoraO], run, a.attn.data(), a.x_mid.data(), N, &a.lora_u[kLoraO]);
   parallel_for(0, N * H, 1 << 14, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) a.x_mid[i] += a.x_in[i];
   });
@@ -77,9 +85,12 @@ void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const P
   a.act.resize(N * I);
   linear_forward<T>(a.xn2.data(), w.gate_w, nullptr, a.gate.data(), N, H, I);
   linear_forward<T>(a.xn2.data(), w.up_w, nullptr, a.up.data(), N, H, I);
+  lora_forward(lo[kLoraGate], run, a.xn2.data(), a.gate.data(), N, &a.lora_u[kLoraGate]);
+  lora_forward(lo[kLoraUp], run, a.xn2.data(), a.up.data(), N, &a.lora_u[kLoraUp]);
   swiglu_forward(a.gate.data(), a.up.data(), a.act.data(), N * I);
   out.resize(N * H);
   linear_forward<T>(a.act.data(), w.down_w, nullptr, out.data(), N, I, H);
+  lora_forward(lo[kLoraDown], run, a.act.data(), out.data(), N, &a.lora_u[kLoraDown]);
   parallel_for(0, N * H, 1 << 14, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) out[i] += a.x_mid[i];
   });
@@ -92,11 +103,17 @@ void add_into(std::vector<T>& dst, const std::vector<T>& src) {
   });
 }
 
+template <typename T>
+std::array<const LoraSite<T>*, kLoraDecoderSlots> layer_sites(const LoraView<T>* lora, int64_t l) {
+  if (!lora || lora->layers.empty()) return {};
+  return lora->layers[l];
+}
+
 }  // namespace
 
 template <typename T>
 void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& b, const T* image_embeds,
-                     DecoderActs<T>& acts) {
+                     DecoderActs<T>& acts, const LoraView<T>* lora) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden;
   VG_CHECK_ARG(N > 0 && b.num_seqs > 0, "decoder_forward: empty batch (", N, " tokens, ", b.num_seqs, " sequences)");
@@ -127,7 +144,7 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
   for (int64_t l = 0; l < t.layers; ++l) {
     LayerActs<T>& a = acts.layers[l];
     a.x_in = std::move(x);
-    layer_forward(cfg, p.layers[l], b, acts, a, x);
+    layer_forward(cfg, p.layers[l], b, acts, a, x, layer_sites(lora, l), lora ? lora->run : LoraRun{});
     if (acts.recompute) a.clear_all_but_input();
     if (acts.kv_only) a.keep_only_kv();
   }
@@ -139,7 +156,7 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
 
 template <typename T>
 void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& b,
-                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds) {
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds, const LoraView<T>* lora) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
                 I = t.intermediate;
@@ -151,31 +168,41 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
     const DecoderLayerView<T>& w = p.layers[l];
     const DecoderLayerView<T>& gw = g.layers[l];
     LayerActs<T>& a = acts.layers[l];
-    if (acts.recompute) layer_forward(cfg, w, b, acts, a, scratch);
+    const auto lo = layer_sites(lora, l);
+    const LoraRun run = lora ? lora->run : LoraRun{};
+    if (acts.recompute) layer_forward(cfg, w, b, acts, a, scratch, lo, run);
     // MLP: out = x_mid + down(silu(gate) * up)
     linear_backward<T>(a.act.data(), w.down_w, dx.data(), dact.data(), gw.down_w, nullptr, N, I, H);
+    lora_backward(lo[kLoraDown], run, a.act.data(), a.lora_u[kLoraDown].data(), dx.data(), dact.data(), N);
     swiglu_backward(a.gate.data(), a.up.data(), dact.data(), dgate.data(), dup.data(), N * I);
     linear_backward<T>(a.xn2.data(), w.gate_w, dgate.data(), dxn.data(), gw.gate_w, nullptr, N, H, I);
+    lora_backward(lo[kLoraGate], run, a.xn2.data(), a.lora_u[kLoraGate].data(), dgate.data(), dxn.data(), N);
     linear_backward<T>(a.xn2.data(), w.up_w, dup.data(), tmp.data(), gw.up_w, nullptr, N, H, I);
+    lora_backward(lo[kLoraUp], run, a.xn2.data(), a.lora_u[kLoraUp].data(), dup.data(), tmp.data(), N);
     add_into(dxn, tmp);
     rms_norm_backward(a.x_mid.data(), w.post_norm, a.rstd2.data(), dxn.data(), dmid.data(), gw.post_norm, N, H);
     add_into(dmid, dx);  // residual
     // Attention: x_mid = x_in + o_proj(attn(q, k, v))
     linear_backward<T>(a.attn.data(), w.o_w, dmid.data(), dattn.data(), gw.o_w, nullptr, N, qd, H);
+    lora_backward(lo[kLoraO], run, a.attn.data(), a.lora_u[kLoraO].data(), dmid.data(), dattn.data(), N);
     attention_backward(dims, a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(), dattn.data(),
                        b.cu_seqlens, b.cu_seqlens, dq.data(), dk.data(), dv.data());
     rope_backward(dq.data(), dq.data(), N, t.heads, d, acts.cos.data(), acts.sin.data());
     rope_backward(dk.data(), dk.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data());
     linear_backward(a.xn1.data(), w.q_w, dq.data(), dxn.data(), gw.q_w, gw.q_b, N, H, qd);
+    lora_backward(lo[kLoraQ], run, a.xn1.data(), a.lora_u[kLoraQ].data(), dq.data(), dxn.data(), N);
     linear_backward(a.xn1.data(), w.k_w, dk.data(), tmp.data(), gw.k_w, gw.k_b, N, H, kvd);
+    lora_backward(lo[kLoraK], run, a.xn1.data(), a.lora_u[kLoraK].data(), dk.data(), tmp.data(), N);
     add_into(dxn, tmp);
     linear_backward(a.xn1.data(), w.v_w, dv.data(), tmp.data(), gw.v_w, gw.v_b, N, H, kvd);
+    lora_backward(lo[kLoraV], run, a.xn1.data(), a.lora_u[kLoraV].data(), dv.data(), tmp.data(), N);
     add_into(dxn, tmp);
     rms_norm_backward(a.x_in.data(), w.input_norm, a.rstd1.data(), dxn.data(), dx.data(), gw.input_norm, N, H);
     add_into(dx, dmid);  // residual
     if (acts.recompute) a.clear_all_but_input();
   }
-  // Embedding: scatter-add rows; image-pad rows go to the image features instead.
+  // Embedding: scatter-add rows (unless frozen); image-pad rows go to the image features instead.
+  if (!g.embed && !d_image_embeds) return;
   int64_t img = 0;
   for (int64_t n = 0; n < N; ++n) {
     const int32_t id = b.input_ids[n];
@@ -184,6 +211,7 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
       if (d_image_embeds) std::copy(src, src + H, d_image_embeds + (img++) * H);
       continue;
     }
+    if (!g.embed) continue;
     T* dst = g.embed + static_cast<int64_t>(id) * H;
     for (int64_t j = 0; j < H; ++j) dst[j] += src[j];
   }
@@ -192,12 +220,14 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
 template struct LayerActs<float>;
 template struct LayerActs<double>;
 template void decoder_forward<float>(const ModelConfig&, const ModelView<float>&, const PackedBatch&, const float*,
-                                     DecoderActs<float>&);
+                                     DecoderActs<float>&, const LoraView<float>*);
 template void decoder_forward<double>(const ModelConfig&, const ModelView<double>&, const PackedBatch&, const double*,
-                                      DecoderActs<double>&);
+                                      DecoderActs<double>&, const LoraView<double>*);
 template void decoder_backward<float>(const ModelConfig&, const ModelView<float>&, const ModelView<float>&,
-                                      const PackedBatch&, DecoderActs<float>&, std::vector<float>&, float*);
+                                      const PackedBatch&, DecoderActs<float>&, std::vector<float>&, float*,
+                                      const LoraView<float>*);
 template void decoder_backward<double>(const ModelConfig&, const ModelView<double>&, const ModelView<double>&,
-                                       const PackedBatch&, DecoderActs<double>&, std::vector<double>&, double*);
+                                       const PackedBatch&, DecoderActs<double>&, std::vector<double>&, double*,
+                                       const LoraView<double>*);
 
 }  // namespace vg

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/params.h"
 
 namespace vg {
@@ -30,6 +31,7 @@ struct LayerActs {
   std::vector<T> x_mid;      // residual after attention
   std::vector<T> rstd2, xn2; // post-attention RMSNorm
   std::vector<T> gate, up, act;  // MLP [N, I]
+  std::array<std::vector<T>, kLoraDecoderSlots> lora_u;  // LoRA: drop(x) A^T [N, r] per adapted projection
   void clear_all_but_input();
   void keep_only_kv();
 };
@@ -45,16 +47,18 @@ struct DecoderActs {
 };
 
 // Forward. image_embeds: [number of image-pad tokens in the batch, H] placed in order (may be null when there
-// are none). When acts.recompute is set, only each layer's input is kept.
+// are none). When acts.recompute is set, only each layer's input is kept. lora: adapters to apply (null = none).
 template <typename T>
 void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& batch, const T* image_embeds,
-                     DecoderActs<T>& acts);
+                     DecoderActs<T>& acts, const LoraView<T>* lora = nullptr);
 
-// Backward from dL/d hidden [N, H] (the final norm's output). Accumulates parameter gradients into g (same layout),
-// writes dL/d image_embeds (rows of image-pad tokens, in order) when d_image_embeds is not null.
-// `dhidden` is consumed (used as scratch).
+// Backward from dL/d hidden [N, H] (the final norm's output). Accumulates parameter gradients into g (same layout;
+// a null pointer in g skips that parameter's gradient, e.g. every base weight in LoRA mode), writes dL/d
+// image_embeds (rows of image-pad tokens, in order) when d_image_embeds is not null. `dhidden` is consumed (used
+// as scratch). lora: the forward's adapters (same dropout context); their gradients are accumulated.
 template <typename T>
 void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& batch,
-                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds);
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds,
+                      const LoraView<T>* lora = nullptr);
 
 }  // namespace vg

@@ -63,7 +63,22 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
                                         const VisionInput* vision, const GenerateOptions& opt) {
   const ModelConfig& cfg = model.config();
   const TextConfig& t = cfg.text;
-  const ModelView<float>& p = model.view();
+  // Adapters: merged into a per-call copy of the adapted matrices, or applied on the fly (no dropout either way).
+  const LoraAdapters<float>* lora = opt.adapters ? model.lora().get() : nullptr;
+  std::vector<float> merged_buffer;
+  ModelView<float> merged;
+  LoraView<float> lview;
+  const LoraView<float>* lv = nullptr;
+  if (lora && opt.merge_adapters) {
+    merged = lora->merged_view(model.view(), merged_buffer);
+  } else if (lora) {
+    lview = lora->view(LoraRun{});
+    lv = &lview;
+  }
+  const ModelView<float>& p = lora && opt.merge_adapters ? merged : model.view();
+  const LoraRun no_dropout;
+  std::vector<float>* const no_u = nullptr;  // decode steps keep nothing for a backward
+  auto site = [&](int64_t l, int slot) { return lv ? lv->layer(l, slot) : nullptr; };
   const int64_t B = prompts.num_seqs, G = opt.num_samples, H = t.hidden, V = t.vocab_size, kvd = t.kv_heads * t.head_dim,
                 qd = t.heads * t.head_dim, I = t.intermediate, L = t.layers;
   VG_CHECK_ARG(G >= 1, "generate: numSamples must be >= 1, got ", G);
@@ -78,11 +93,11 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
                  " image tokens but the prompts hold ", image_tokens, " image-pad tokens");
     VisionActs<float> vacts;
     image_embeds.resize(image_tokens * H);
-    vision_forward(cfg, p, *vision, vacts, image_embeds.data());
+    vision_forward(cfg, p, *vision, vacts, image_embeds.data(), lv);
   }
   DecoderActs<float> acts;
   acts.kv_only = true;
-  decoder_forward(cfg, p, prompts, image_embeds.empty() ? nullptr : image_embeds.data(), acts);
+  decoder_forward(cfg, p, prompts, image_embeds.empty() ? nullptr : image_embeds.data(), acts, lv);
 
   // Banned: the caller's list plus the vision special tokens.
   std::vector<int32_t> banned = opt.banned_ids;
@@ -180,6 +195,9 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
       linear_forward(xn.data(), w.q_w, w.q_b, q.data(), An, H, qd);
       linear_forward(xn.data(), w.k_w, w.k_b, k.data(), An, H, kvd);
       linear_forward(xn.data(), w.v_w, w.v_b, v.data(), An, H, kvd);
+      lora_forward(site(l, kLoraQ), no_dropout, xn.data(), q.data(), An, no_u);
+      lora_forward(site(l, kLoraK), no_dropout, xn.data(), k.data(), An, no_u);
+      lora_forward(site(l, kLoraV), no_dropout, xn.data(), v.data(), An, no_u);
       rope_apply(q.data(), q.data(), An, t.heads, t.head_dim, cosb.data(), sinb.data(), false);
       rope_apply(k.data(), k.data(), An, t.kv_heads, t.head_dim, cosb.data(), sinb.data(), false);
       for (int64_t a = 0; a < An; ++a) {
@@ -191,12 +209,16 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
       decode_attention(t, q.data(), cs, l, attn.data());
       for (KvCache* c : cs) --c->len;
       linear_forward<float>(attn.data(), w.o_w, nullptr, mid.data(), An, qd, H);
+      lora_forward(site(l, kLoraO), no_dropout, attn.data(), mid.data(), An, no_u);
       for (int64_t i = 0; i < An * H; ++i) mid[i] += x[i];
       rms_norm_forward(mid.data(), w.post_norm, xn.data(), rstd.data(), An, H, t.rms_eps);
       linear_forward<float>(xn.data(), w.gate_w, nullptr, gate.data(), An, H, I);
       linear_forward<float>(xn.data(), w.up_w, nullptr, up.data(), An, H, I);
+      lora_forward(site(l, kLoraGate), no_dropout, xn.data(), gate.data(), An, no_u);
+      lora_forward(site(l, kLoraUp), no_dropout, xn.data(), up.data(), An, no_u);
       swiglu_forward(gate.data(), up.data(), act.data(), An * I);
       linear_forward<float>(act.data(), w.down_w, nullptr, x.data(), An, I, H);
+      lora_forward(site(l, kLoraDown), no_dropout, act.data(), x.data(), An, no_u);
       for (int64_t i = 0; i < An * H; ++i) x[i] += mid[i];
     }
     for (KvCache* c : cs) ++c->len;

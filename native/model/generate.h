@@ -3,6 +3,9 @@
 // (its keys/values are copied into each sample's cache). Tokens are drawn by the kernels' sampler with a
 // counter-based RNG keyed by (seed, sequence id, generated-token index), so a sample does not depend on
 // batch composition. Vision special tokens are never sampled.
+// LoRA: with adapters enabled the adapted matrices are either merged for the call (W' = W + s B A built in a
+// separate buffer that lives for this call only; the base is never modified, so nothing drifts) or applied on the
+// fly (x W^T + s (x A^T) B^T). Both give the same greedy tokens; generation never applies adapter dropout.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -19,6 +22,8 @@ struct GenerateOptions {
   std::vector<int32_t> stop_ids;      // EOS and other stop tokens (the stop token is kept in the output)
   std::vector<int32_t> banned_ids;    // never sampled (the model adds its vision special tokens)
   uint32_t sequence_id_base = 0;      // RNG sequence id of sample g of prompt p = base + p * num_samples + g
+  bool adapters = true;               // LoRA mode: generate with the adapters (false = the base model)
+  bool merge_adapters = true;         // merge them for the call (else apply them on the fly)
 };
 
 struct GeneratedSequence {

@@ -38,7 +38,43 @@ void Model<T>::load(const std::vector<TensorSource>& sources) {
 }
 
 template <typename T>
+void Model<T>::enable_lora(const LoraSpec& spec) {
+  auto fresh = std::make_shared<LoraAdapters<T>>(cfg_, spec);  // validates before anything changes
+  lora_ = std::move(fresh);
+  lora_calls_ = 0;
+  pending_ = false;  // a pending backward would mix the old and the new adapters
+  dacts_ = DecoderActs<T>();
+  vacts_ = VisionActs<T>();
+}
+
+template <typename T>
+void Model<T>::disable_lora() {
+  lora_.reset();
+  pending_ = false;
+  dacts_ = DecoderActs<T>();
+  vacts_ = VisionActs<T>();
+}
+
+template <typename T>
+std::vector<T> Model<T>::merged_params() const {
+  std::vector<T> out = params_;
+  if (lora_) lora_->merge_into(layout_, out.data());
+  return out;
+}
+
+template <typename T>
+void Model<T>::allocate_grads() {
+  if (grads_.size() == params_.size()) return;
+  grads_.assign(params_.size(), T(0));
+  gview_ = make_view(cfg_, layout_, grads_.data());
+}
+
+template <typename T>
 void Model<T>::zero_grads() {
+  if (lora_) {
+    lora_->zero_grads();
+    return;
+  }
   if (grads_.size() != params_.size()) {
     grads_.assign(params_.size(), T(0));
     gview_ = make_view(cfg_, layout_, grads_.data());
@@ -60,6 +96,19 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
   batch_.positions = positions_.data();
   batch_.cu_seqlens = cu_.data();
   image_tokens_ = std::count(ids_.begin(), ids_.end(), static_cast<int32_t>(cfg_.image_token_id));
+  // Adapters: dropout only in training forwards (those kept for a backward), each with its own mask call id.
+  pending_lora_ = lora_ && opt.adapters;
+  lview_ = LoraView<T>();
+  if (pending_lora_) {
+    LoraRun run;
+    if (opt.keep_for_backward && lora_->spec().dropout > 0) {
+      run.dropout = lora_->spec().dropout;
+      run.seed = lora_->spec().seed;
+      run.call = lora_calls_++;
+    }
+    lview_ = lora_->view(run);
+  }
+  const LoraView<T>* lv = pending_lora_ ? &lview_ : nullptr;
   has_vision_ = vision != nullptr && vision->num_patches > 0;
   if (has_vision_) {
     const int64_t unit = cfg_.vision.merge_size * cfg_.vision.merge_size;
@@ -79,12 +128,12 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
       vin_.cu_window_seqlens = win_cu_.data();
     }
     r.image_embeds.resize(image_tokens_ * H);
-    vision_forward(cfg_, view_, vin_, vacts_, r.image_embeds.data());
+    vision_forward(cfg_, view_, vin_, vacts_, r.image_embeds.data(), lv);
   } else {
     VG_CHECK_ARG(image_tokens_ == 0, "forward: the input ids hold ", image_tokens_, " image-pad tokens but no image was given");
   }
   dacts_.recompute = opt.recompute;
-  decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_);
+  decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_, lv);
   if (opt.targets) {
     targets_.assign(opt.targets, opt.targets + N);
     r.logprobs.resize(N);
@@ -103,6 +152,8 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
   if (!opt.keep_for_backward) {
     dacts_ = DecoderActs<T>();
     vacts_ = VisionActs<T>();
+  } else if (pending_lora_ && !lora_->any_vision()) {
+    vacts_ = VisionActs<T>();  // frozen vision tower without adapters: its backward never runs
   }
   return r;
 }
@@ -110,18 +161,31 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
 template <typename T>
 void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision) {
   VG_CHECK(pending_, "backward: call forward with targets and keep_for_backward first");
+  VG_CHECK_ARG(!lora_ || pending_lora_, "backward: the base weights are frozen in LoRA mode and the forward ran with "
+               "adapters disabled, so there is nothing to train; run the forward with adapters enabled");
   pending_ = false;
-  if (grads_.size() != params_.size()) zero_grads();
+  const bool lora_mode = lora_ != nullptr;
+  // LoRA mode: a view of null gradient pointers, so no base-weight gradient is computed (no dW GEMMs).
+  ModelView<T> frozen;
+  if (lora_mode) {
+    frozen.layers.resize(cfg_.text.layers);
+    frozen.blocks.resize(cfg_.vision.present ? cfg_.vision.depth : 0);
+  } else if (grads_.size() != params_.size()) {
+    zero_grads();
+  }
+  const ModelView<T>& g = lora_mode ? frozen : gview_;
+  const LoraView<T>* lv = lora_mode ? &lview_ : nullptr;
   const int64_t N = batch_.num_tokens, H = cfg_.text.hidden, V = cfg_.text.vocab_size;
   std::vector<T> dhidden(N * H);
   VG_CHECK_ARG(!dentropy || opt_.want_entropy, "backward: entropy gradients need a forward with entropy");
   logprob_backward(dacts_.hidden.data(), view_.lm_head, targets_.data(), lse_.data(), dlogprobs, dentropy,
-                   dentropy ? entropy_.data() : static_cast<const T*>(nullptr), dhidden.data(), gview_.lm_head, N, H, V,
+                   dentropy ? entropy_.data() : static_cast<const T*>(nullptr), dhidden.data(), g.lm_head, N, H, V,
                    opt_.temperature);
-  const bool vision_grads = has_vision_ && train_vision;
+  // The vision tower needs a backward only when something in it trains.
+  const bool vision_grads = has_vision_ && train_vision && (!lora_mode || lora_->any_vision());
   std::vector<T> dimg(vision_grads ? image_tokens_ * H : 0);
-  decoder_backward(cfg_, view_, gview_, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr));
-  if (vision_grads) vision_backward(cfg_, view_, gview_, vin_, vacts_, dimg.data());
+  decoder_backward(cfg_, view_, g, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr), lv);
+  if (vision_grads) vision_backward(cfg_, view_, g, vin_, vacts_, dimg.data(), lv);
   dacts_ = DecoderActs<T>();
   vacts_ = VisionActs<T>();
 }

@@ -1,6 +1,9 @@
 // A Qwen2-VL / Qwen2.5-VL model: parameters in one buffer, the vision tower, the decoder and the LM head
 // (chunked log-probs). One forward keeps what its backward needs; backward accumulates into `grads`
 // (same layout as the parameters).
+// LoRA mode (enable_lora): adapters in their own buffers (model/lora.h); the base weights are frozen: backward
+// computes no base-weight gradient at all (no dW GEMMs, `grads` untouched) and accumulates the adapters'
+// gradients instead. A forward with adapters = false is the base model (the KL reference, no extra memory).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -10,6 +13,7 @@
 #include "io/dtype_convert.h"
 #include "model/config.h"
 #include "model/decoder.h"
+#include "model/lora.h"
 #include "model/params.h"
 #include "model/vision.h"
 
@@ -31,6 +35,9 @@ struct ForwardOptions {
   bool recompute = false;            // gradient checkpointing of the decoder layers
   bool keep_for_backward = false;
   double temperature = 1.0;
+  // LoRA mode: apply the adapters (false = the frozen base model). Adapter dropout is active only in forwards
+  // with adapters and keep_for_backward (training forwards).
+  bool adapters = true;
 };
 
 template <typename T>
@@ -60,8 +67,23 @@ class Model {
   // Backward of the last forward (which must have keep_for_backward): dL/dlogprobs [N] and optionally
   // dL/dentropy [N]. Allocates grads on first use and accumulates into them.
   void backward(const T* dlogprobs, const T* dentropy, bool train_vision = true);
+  // Base gradients (allocated on first use); in LoRA mode the adapters' gradients only (the base is frozen).
   void zero_grads();
+  // Allocates the base gradient buffer (zeros) when it does not exist yet.
+  void allocate_grads();
   bool has_pending_backward() const { return pending_; }
+
+  // Adds LoRA adapters (replacing any existing ones; A initialised from spec.seed, B = 0) and freezes the base.
+  void enable_lora(const LoraSpec& spec);
+  // Drops the adapters: back to full fine-tuning of the base weights.
+  void disable_lora();
+  // The adapters (null when not in LoRA mode). Shared so that views of their buffers can outlive a replacement.
+  const std::shared_ptr<LoraAdapters<T>>& lora() const { return lora_; }
+  // Number of training forwards with adapter dropout so far (the dropout masks' call counter; reset by enable_lora).
+  uint32_t lora_dropout_calls() const { return lora_calls_; }
+  void set_lora_dropout_calls(uint32_t c) { lora_calls_ = c; }
+  // A copy of the parameters with every adapted matrix merged: W + s B A (the base itself is not modified).
+  std::vector<T> merged_params() const;
 
  private:
   ModelConfig cfg_;
@@ -81,6 +103,10 @@ class Model {
   std::vector<T> lse_, entropy_;
   ForwardOptions opt_{};
   int64_t image_tokens_ = 0;
+  std::shared_ptr<LoraAdapters<T>> lora_;
+  uint32_t lora_calls_ = 0;
+  bool pending_lora_ = false;  // the pending forward applied the adapters
+  LoraView<T> lview_;          // ... with this dropout context
 };
 
 }  // namespace vg

@@ -58,12 +58,15 @@ bool is_full_block(const VisionConfig& v, int64_t b) {
 }  // namespace
 
 template <typename T>
-void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionInput& in, VisionActs<T>& acts, T* out) {
+void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionInput& in, VisionActs<T>& acts, T* out,
+                    const LoraView<T>* lora) {
   const VisionConfig& v = cfg.vision;
   VG_CHECK_ARG(v.present, "vision_forward: this model has no vision tower");
   const int64_t P = in.num_patches, D = v.hidden, hd = v.head_dim, pd = v.patch_dim(), unit = v.merge_size * v.merge_size;
   const bool ln = v.kind == VisionKind::Qwen2;
   const bool windows = v.kind == VisionKind::Qwen2_5;
+  const LoraRun run = lora ? lora->run : LoraRun{};
+  auto site = [&](int64_t b, int slot) { return lora ? lora->block(b, slot) : nullptr; };
   VG_CHECK_ARG(P > 0 && P % unit == 0, "vision_forward: the number of patches ", P, " must be a positive multiple of ", unit);
   VG_CHECK_ARG(in.cu_seqlens[0] == 0 && in.cu_seqlens[in.num_images] == P, "vision_forward: image boundaries must run from 0 to ",
                P, " patches");
@@ -106,6 +109,7 @@ void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionI
     a.xn1.resize(P * D);
     norm_fwd(ln, a.x_in.data(), w.norm1_w, w.norm1_b, a.xn1.data(), a.mean1, a.rstd1, P, D, v.eps);
     linear_forward(a.xn1.data(), w.qkv_w, w.qkv_b, qkv.data(), P, D, 3 * D);
+    lora_forward(site(b, kLoraQkv), run, a.xn1.data(), qkv.data(), P, &a.lora_u[kLoraQkv]);
     a.q.resize(P * D);
     a.k.resize(P * D);
     a.v.resize(P * D);
@@ -121,6 +125,7 @@ void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionI
     attention_forward(vision_dims(v, P, segs), a.q.data(), a.k.data(), a.v.data(), cu, cu, a.attn.data(), a.lse.data());
     a.h.resize(P * D);
     linear_forward(a.attn.data(), w.proj_w, w.proj_b, a.h.data(), P, D, D);
+    lora_forward(site(b, kLoraProj), run, a.attn.data(), a.h.data(), P, &a.lora_u[kLoraProj]);
     add_into(a.h.data(), a.x_in.data(), P * D);
     a.xn2.resize(P * D);
     norm_fwd(ln, a.h.data(), w.norm2_w, w.norm2_b, a.xn2.data(), a.mean2, a.rstd2, P, D, v.eps);
@@ -130,16 +135,21 @@ void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionI
     if (ln) {  // fc1 -> act -> fc2
       a.a.resize(P * I);
       linear_forward(a.xn2.data(), w.fc1_w, w.fc1_b, a.a.data(), P, D, I);
+      lora_forward(site(b, kLoraFc1), run, a.xn2.data(), a.a.data(), P, &a.lora_u[kLoraFc1]);
       if (v.act == Activation::QuickGELU) quick_gelu_forward(a.a.data(), a.act.data(), P * I);
       else gelu_forward(a.a.data(), a.act.data(), P * I, v.act == Activation::GELUTanh ? GeluApprox::kTanh : GeluApprox::kNone);
       linear_forward(a.act.data(), w.fc2_w, w.fc2_b, x.data(), P, I, D);
+      lora_forward(site(b, kLoraFc2), run, a.act.data(), x.data(), P, &a.lora_u[kLoraFc2]);
     } else {   // down(silu(gate) * up)
       a.a.resize(P * I);
       a.b.resize(P * I);
       linear_forward(a.xn2.data(), w.gate_w, w.gate_b, a.a.data(), P, D, I);
       linear_forward(a.xn2.data(), w.up_w, w.up_b, a.b.data(), P, D, I);
+      lora_forward(site(b, kLoraVGate), run, a.xn2.data(), a.a.data(), P, &a.lora_u[kLoraVGate]);
+      lora_forward(site(b, kLoraVUp), run, a.xn2.data(), a.b.data(), P, &a.lora_u[kLoraVUp]);
       swiglu_forward(a.a.data(), a.b.data(), a.act.data(), P * I);
       linear_forward(a.act.data(), w.down_w, w.down_b, x.data(), P, I, D);
+      lora_forward(site(b, kLoraVDown), run, a.act.data(), x.data(), P, &a.lora_u[kLoraVDown]);
     }
     add_into(x.data(), a.h.data(), P * D);
   }
@@ -152,9 +162,13 @@ void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionI
   acts.fc1.resize(U * M);
   acts.gelu.resize(U * M);
   linear_forward(acts.ln_out.data(), p.merger_fc1_w, p.merger_fc1_b, acts.fc1.data(), U, M, M);
+  lora_forward(lora ? lora->merger[kLoraMerger0] : nullptr, run, acts.ln_out.data(), acts.fc1.data(), U,
+               &acts.lora_u[kLoraMerger0]);
   gelu_forward(acts.fc1.data(), acts.gelu.data(), U * M, GeluApprox::kNone);
   std::vector<T> out_w(U * O);
   linear_forward(acts.gelu.data(), p.merger_fc2_w, p.merger_fc2_b, out_w.data(), U, M, O);
+  lora_forward(lora ? lora->merger[kLoraMerger2] : nullptr, run, acts.gelu.data(), out_w.data(), U,
+               &acts.lora_u[kLoraMerger2]);
   for (int64_t i = 0; i < U; ++i) {  // back to the original unit order
     const int64_t u = acts.perm[i * unit] / unit;
     std::copy(out_w.data() + i * O, out_w.data() + (i + 1) * O, out + u * O);
@@ -163,19 +177,25 @@ void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionI
 
 template <typename T>
 void vision_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const VisionInput& in,
-                     VisionActs<T>& acts, const T* dout) {
+                     VisionActs<T>& acts, const T* dout, const LoraView<T>* lora) {
   const VisionConfig& v = cfg.vision;
   const int64_t P = in.num_patches, D = v.hidden, hd = v.head_dim, pd = v.patch_dim(), unit = v.merge_size * v.merge_size;
   const int64_t U = P / unit, M = v.merged_dim(), O = v.out_hidden, I = v.intermediate;
   const bool ln = v.kind == VisionKind::Qwen2;
+  const LoraRun run = lora ? lora->run : LoraRun{};
+  auto site = [&](int64_t b, int slot) { return lora ? lora->block(b, slot) : nullptr; };
   std::vector<T> dout_w(U * O), dgelu(U * M), dfc1(U * M), dln(P * D), dx(P * D);
   for (int64_t i = 0; i < U; ++i) {
     const int64_t u = acts.perm[i * unit] / unit;
     std::copy(dout + u * O, dout + (u + 1) * O, dout_w.data() + i * O);
   }
   linear_backward(acts.gelu.data(), p.merger_fc2_w, dout_w.data(), dgelu.data(), g.merger_fc2_w, g.merger_fc2_b, U, M, O);
+  lora_backward(lora ? lora->merger[kLoraMerger2] : nullptr, run, acts.gelu.data(), acts.lora_u[kLoraMerger2].data(),
+                dout_w.data(), dgelu.data(), U);
   gelu_backward(acts.fc1.data(), dgelu.data(), dfc1.data(), U * M, GeluApprox::kNone);
   linear_backward(acts.ln_out.data(), p.merger_fc1_w, dfc1.data(), dln.data(), g.merger_fc1_w, g.merger_fc1_b, U, M, M);
+  lora_backward(lora ? lora->merger[kLoraMerger0] : nullptr, run, acts.ln_out.data(), acts.lora_u[kLoraMerger0].data(),
+                dfc1.data(), dln.data(), U);
   norm_bwd(ln, acts.x_final.data(), p.merger_ln_w, acts.ln_mean, acts.ln_rstd, dln.data(), dx.data(), g.merger_ln_w,
            g.merger_ln_b, P, D);
   std::vector<T> dh(P * D), dxn(P * D), dact(P * I), da(P * I), db(P * I), dattn(P * D), dq(P * D), dk(P * D),
@@ -190,20 +210,26 @@ void vision_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelV
     // MLP branch: x_out = h + mlp(norm2(h))
     if (ln) {
       linear_backward(a.act.data(), w.fc2_w, dx.data(), dact.data(), gw.fc2_w, gw.fc2_b, P, I, D);
+      lora_backward(site(b, kLoraFc2), run, a.act.data(), a.lora_u[kLoraFc2].data(), dx.data(), dact.data(), P);
       if (v.act == Activation::QuickGELU) quick_gelu_backward(a.a.data(), dact.data(), da.data(), P * I);
       else gelu_backward(a.a.data(), dact.data(), da.data(), P * I, v.act == Activation::GELUTanh ? GeluApprox::kTanh : GeluApprox::kNone);
       linear_backward(a.xn2.data(), w.fc1_w, da.data(), dxn.data(), gw.fc1_w, gw.fc1_b, P, D, I);
+      lora_backward(site(b, kLoraFc1), run, a.xn2.data(), a.lora_u[kLoraFc1].data(), da.data(), dxn.data(), P);
     } else {
       linear_backward(a.act.data(), w.down_w, dx.data(), dact.data(), gw.down_w, gw.down_b, P, I, D);
+      lora_backward(site(b, kLoraVDown), run, a.act.data(), a.lora_u[kLoraVDown].data(), dx.data(), dact.data(), P);
       swiglu_backward(a.a.data(), a.b.data(), dact.data(), da.data(), db.data(), P * I);
       linear_backward(a.xn2.data(), w.gate_w, da.data(), dxn.data(), gw.gate_w, gw.gate_b, P, D, I);
+      lora_backward(site(b, kLoraVGate), run, a.xn2.data(), a.lora_u[kLoraVGate].data(), da.data(), dxn.data(), P);
       linear_backward(a.xn2.data(), w.up_w, db.data(), dh.data(), gw.up_w, gw.up_b, P, D, I);
+      lora_backward(site(b, kLoraVUp), run, a.xn2.data(), a.lora_u[kLoraVUp].data(), db.data(), dh.data(), P);
       add_into(dxn.data(), dh.data(), P * D);
     }
     norm_bwd(ln, a.h.data(), w.norm2_w, a.mean2, a.rstd2, dxn.data(), dh.data(), gw.norm2_w, gw.norm2_b, P, D);
     add_into(dh.data(), dx.data(), P * D);
     // Attention branch: h = x_in + proj(attn(rope(q), rope(k), v))
     linear_backward(a.attn.data(), w.proj_w, dh.data(), dattn.data(), gw.proj_w, gw.proj_b, P, D, D);
+    lora_backward(site(b, kLoraProj), run, a.attn.data(), a.lora_u[kLoraProj].data(), dh.data(), dattn.data(), P);
     attention_backward(vision_dims(v, P, segs), a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
                        dattn.data(), cu, cu, dq.data(), dk.data(), dv.data());
     rope_backward(dq.data(), dq.data(), P, v.heads, hd, acts.cos.data(), acts.sin.data());
@@ -214,18 +240,21 @@ void vision_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelV
       std::copy(dv.data() + r * D, dv.data() + (r + 1) * D, dqkv.data() + r * 3 * D + 2 * D);
     }
     linear_backward(a.xn1.data(), w.qkv_w, dqkv.data(), dxn.data(), gw.qkv_w, gw.qkv_b, P, D, 3 * D);
+    lora_backward(site(b, kLoraQkv), run, a.xn1.data(), a.lora_u[kLoraQkv].data(), dqkv.data(), dxn.data(), P);
     norm_bwd(ln, a.x_in.data(), w.norm1_w, a.mean1, a.rstd1, dxn.data(), dx.data(), gw.norm1_w, gw.norm1_b, P, D);
     add_into(dx.data(), dh.data(), P * D);
   }
-  // Patch embedding weight (rows are in window order, like acts.pixels).
-  linear_backward<T>(acts.pixels.data(), p.patch_embed, dx.data(), nullptr, g.patch_embed, nullptr, P, pd, D);
+  // Patch embedding weight (rows are in window order, like acts.pixels); nothing to do when it is frozen.
+  if (g.patch_embed) linear_backward<T>(acts.pixels.data(), p.patch_embed, dx.data(), nullptr, g.patch_embed, nullptr, P, pd, D);
 }
 
-template void vision_forward<float>(const ModelConfig&, const ModelView<float>&, const VisionInput&, VisionActs<float>&, float*);
-template void vision_forward<double>(const ModelConfig&, const ModelView<double>&, const VisionInput&, VisionActs<double>&, double*);
+template void vision_forward<float>(const ModelConfig&, const ModelView<float>&, const VisionInput&, VisionActs<float>&, float*,
+                                    const LoraView<float>*);
+template void vision_forward<double>(const ModelConfig&, const ModelView<double>&, const VisionInput&, VisionActs<double>&, double*,
+                                     const LoraView<double>*);
 template void vision_backward<float>(const ModelConfig&, const ModelView<float>&, const ModelView<float>&, const VisionInput&,
-                                     VisionActs<float>&, const float*);
+                                     VisionActs<float>&, const float*, const LoraView<float>*);
 template void vision_backward<double>(const ModelConfig&, const ModelView<double>&, const ModelView<double>&,
-                                      const VisionInput&, VisionActs<double>&, const double*);
+                                      const VisionInput&, VisionActs<double>&, const double*, const LoraView<double>*);
 
 }  // namespace vg

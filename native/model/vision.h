@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/params.h"
 
 namespace vg {
@@ -28,6 +29,7 @@ struct VisionInput {
 template <typename T>
 struct VisionBlockActs {
   std::vector<T> x_in, mean1, rstd1, xn1, q, k, v, attn, lse, h, mean2, rstd2, xn2, a, b, act;
+  std::array<std::vector<T>, kLoraVisionSlots> lora_u;  // LoRA: drop(x) A^T [P, r] per adapted layer
 };
 
 template <typename T>
@@ -37,15 +39,18 @@ struct VisionActs {
   std::vector<T> cos, sin;             // rotary tables in window order [P, hd/2]
   std::vector<VisionBlockActs<T>> blocks;
   std::vector<T> x_final, ln_mean, ln_rstd, ln_out, fc1, gelu;  // merger
+  std::array<std::vector<T>, kLoraMergerSlots> lora_u;           // merger LoRA: drop(x) A^T [P / 4, r]
 };
 
-// out: [P / 4, out_hidden] in the original merge-unit order.
+// out: [P / 4, out_hidden] in the original merge-unit order. lora: adapters to apply (null = none).
 template <typename T>
-void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionInput& in, VisionActs<T>& acts, T* out);
+void vision_forward(const ModelConfig& cfg, const ModelView<T>& p, const VisionInput& in, VisionActs<T>& acts, T* out,
+                    const LoraView<T>* lora = nullptr);
 
-// dout: [P / 4, out_hidden]; accumulates the vision parameters' gradients into g.
+// dout: [P / 4, out_hidden]; accumulates the vision parameters' gradients into g (null pointers in g are skipped,
+// e.g. every base weight in LoRA mode) and the adapters' gradients (lora: the forward's view).
 template <typename T>
 void vision_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const VisionInput& in,
-                     VisionActs<T>& acts, const T* dout);
+                     VisionActs<T>& acts, const T* dout, const LoraView<T>* lora = nullptr);
 
 }  // namespace vg

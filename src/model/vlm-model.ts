@@ -12,6 +12,7 @@ import { loadTokenizer, type QwenTokenizer } from '../processor/tokenizer.js';
 import type { ModelConfig } from './config.js';
 import type { GenerationConfig } from './generation-config.js';
 import { readModelFolder, type ModelFolder } from './index.js';
+import { resolveLoraConfig, type LoraConfig, type LoraOptions, type LoraTensorInfo } from './lora.js';
 import { nativeModelConfig } from './native-config.js';
 import { getRopeIndex } from './rope-index.js';
 import { buildVisionIndex } from './vision-index.js';
@@ -52,6 +53,8 @@ export interface ForwardRequest extends ModelInput {
   returnEntropy?: boolean;
   /** Divide logits by this before log-softmax (rollout temperature). Default 1. */
   temperature?: number;
+  /** With LoRA adapters: false runs the frozen base model (the KL reference). Default true. */
+  adapters?: boolean;
 }
 
 export interface ForwardOutput {
@@ -75,6 +78,13 @@ export interface GenerateOptions {
   stopIds?: readonly number[];
   /** RNG stream base: sample g of prompt p uses sequence id base + p * numSamples + g. */
   sequenceIdBase?: number;
+  /** With LoRA adapters: false generates with the base model. Default true. */
+  adapters?: boolean;
+  /**
+   * With LoRA adapters: true (default) merges them for this call (W + s·B·A in a separate buffer freed afterwards;
+   * faster decoding), false applies them on the fly (no extra weight memory). Same tokens either way.
+   */
+  mergeAdapters?: boolean;
 }
 
 export interface Generation {
@@ -103,6 +113,7 @@ export class VlmModel {
   readonly preprocessor: PreprocessorConfig;
   #handle: NativeModelHandle | undefined;
   #busy: Promise<unknown> = Promise.resolve();
+  #lora: LoraConfig | undefined;
 
   /** @internal use loadModel() */
   constructor(folder: ModelFolder, handle: NativeModelHandle, tokenizer: QwenTokenizer, chatTemplate: ChatTemplate, preprocessor: PreprocessorConfig) {
@@ -197,17 +208,24 @@ export class VlmModel {
 
   /** Forward pass of one sequence: log-probs of `targets` (and/or logits). */
   async forward(req: ForwardRequest): Promise<ForwardOutput> {
-    const [out] = await this.forwardBatch([req], { returnLogits: req.returnLogits ?? !req.targets, returnEntropy: req.returnEntropy ?? false, temperature: req.temperature ?? 1 });
+    const [out] = await this.forwardBatch([req], {
+      returnLogits: req.returnLogits ?? !req.targets,
+      returnEntropy: req.returnEntropy ?? false,
+      temperature: req.temperature ?? 1,
+      adapters: req.adapters ?? true,
+    });
     return out!;
   }
 
   /**
    * Forward over several sequences packed together (no padding compute). With `keepForBackward`, a following
-   * backward() differentiates sum(gradLogprobs * logprobs) through the whole model.
+   * backward() differentiates sum(gradLogprobs * logprobs) through the whole model (through the adapters only in
+   * LoRA mode). `adapters: false` runs the frozen base model in LoRA mode (the KL reference); adapter dropout is
+   * active only in forwards with keepForBackward.
    */
   async forwardBatch(
     reqs: readonly (ModelInput & { targets?: Int32Array })[],
-    opts: { returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number } = {},
+    opts: { returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number; adapters?: boolean } = {},
   ): Promise<ForwardOutput[]> {
     const packed = this.pack(reqs);
     const anyTargets = reqs.some((r) => r.targets);
@@ -230,6 +248,7 @@ export class VlmModel {
       keepForBackward: opts.keepForBackward ?? false,
       recompute: opts.recompute ?? false,
       temperature: opts.temperature ?? 1,
+      adapters: opts.adapters ?? true,
     }));
     const V = this.config.vocabSize;
     return reqs.map((_, i) => {
@@ -242,7 +261,10 @@ export class VlmModel {
     });
   }
 
-  /** Backward of the last forwardBatch({ keepForBackward: true }); accumulates into gradients(). */
+  /**
+   * Backward of the last forwardBatch({ keepForBackward: true }); accumulates into gradients(), or in LoRA mode
+   * into loraGradients() only (the base is frozen: no base-weight gradient is computed).
+   */
   async backward(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void> {
     const h = this.handle;
     await this.#serial(() => h.backward(opts));
@@ -267,6 +289,8 @@ export class VlmModel {
       minP: opts.minP ?? 0,
       stopIds: Int32Array.from(opts.stopIds ?? gc.eosTokenIds),
       sequenceIdBase: opts.sequenceIdBase ?? 0,
+      adapters: opts.adapters ?? true,
+      mergeAdapters: opts.mergeAdapters ?? true,
     }));
     const tok = this.tokenizer;
     return seqs.map((s) => {
@@ -294,6 +318,7 @@ export class VlmModel {
     return this.handle.gradients();
   }
 
+  /** Zeroes gradients(); in LoRA mode zeroes loraGradients() instead (the base gradients are not used). */
   zeroGrads(): void {
     this.handle.zeroGrads();
   }
@@ -301,6 +326,57 @@ export class VlmModel {
   /** Name, shape and offset of every parameter in the parameter buffer. */
   layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[] {
     return this.handle.layout();
+  }
+
+  // ---- LoRA (src/model/lora.ts)
+
+  /**
+   * Adds LoRA adapters (replacing any the model has) on the layers `targetModules` selects (PEFT's rule, see
+   * src/model/lora.ts); A is seeded kaiming-uniform, B zero, so outputs are unchanged until training moves B.
+   * From then on the base weights are frozen and backward() trains the adapters only. Resolves to the config.
+   */
+  async enableLora(opts: LoraOptions): Promise<LoraConfig> {
+    const cfg = resolveLoraConfig(this.config, opts);
+    const h = this.handle;
+    await this.#serial(() => h.enableLora({ r: cfg.r, alpha: cfg.alpha, dropout: cfg.dropout, rsLora: cfg.rsLora, seed: cfg.seed, modules: [...cfg.modules] }));
+    this.#lora = cfg;
+    return cfg;
+  }
+
+  /** Removes the adapters: back to the plain (fully trainable) model. Existing adapter views stay readable. */
+  async disableLora(): Promise<void> {
+    const h = this.handle;
+    await this.#serial(() => h.disableLora());
+    this.#lora = undefined;
+  }
+
+  /** The adapters' configuration, or undefined when the model has none. */
+  get loraConfig(): LoraConfig | undefined {
+    return this.#handle ? this.#lora : undefined;
+  }
+
+  /** Zero-copy view of the adapters' parameters (layout: loraLayout()); an optimizer can run over it alone. */
+  loraParameters(): Float32Array {
+    return this.handle.loraParameters();
+  }
+
+  /** Zero-copy view of the adapters' gradients (same layout as loraParameters()). */
+  loraGradients(): Float32Array {
+    return this.handle.loraGradients();
+  }
+
+  /** Every adapter tensor: PEFT key, layer, A or B, shape, offset in loraParameters(). */
+  loraLayout(): LoraTensorInfo[] {
+    return this.handle.loraLayout().tensors.map((t) => {
+      const m = /^base_model\.model\.(.+)\.lora_(A|B)\.weight$/.exec(t.name)!;
+      return { name: t.name, module: m[1]!, kind: m[2] as 'A' | 'B', shape: t.shape, offset: t.offset, numel: t.numel, vision: t.vision };
+    });
+  }
+
+  /** A copy of parameters() with the adapters merged into the adapted matrices (W + s·B·A); the model is unchanged. */
+  async mergedParameters(): Promise<Float32Array> {
+    const h = this.handle;
+    return this.#serial(() => h.mergedParameters());
   }
 
   /** Frees the native model (after running calls finish). Idempotent. */

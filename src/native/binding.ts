@@ -89,16 +89,32 @@ export interface NativeModelHandle {
   load(sources: { name: string; file: string; dtype: string; begin: number; end: number }[]): Promise<void>;
   forward(o: NativePackedInput & {
     targets?: Int32Array; returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number;
+    adapters?: boolean;
   }): Promise<{ logprobs?: Float32Array; entropy?: Float32Array; logits?: Float32Array; imageEmbeds?: Float32Array }>;
   backward(o: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void>;
   generate(o: NativePackedInput & {
     ropeDeltas: Int32Array; maxNewTokens: number; numSamples?: number; seed?: number; temperature?: number; topK?: number;
     topP?: number; minP?: number; stopIds?: Int32Array; bannedIds?: Int32Array; sequenceIdBase?: number;
+    adapters?: boolean; mergeAdapters?: boolean;
   }): Promise<{ prompt: number; tokens: Int32Array; logprobs: Float32Array; stopped: boolean }[]>;
   zeroGrads(): void;
   parameters(): Float32Array;
   gradients(): Float32Array;
   layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[];
+  /** LoRA (native/model/lora.h): replaces any adapters; A from `seed`, B = 0; the base is frozen from then on. */
+  enableLora(o: { r: number; alpha: number; dropout?: number; rsLora?: boolean; seed?: number; modules: string[] }): Promise<void>;
+  disableLora(): Promise<void>;
+  hasLora(): boolean;
+  loraParameters(): Float32Array;
+  loraGradients(): Float32Array;
+  loraLayout(): {
+    tensors: { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[];
+    modules: { name: string; inFeatures: number; outFeatures: number; vision: boolean }[];
+    scale: number;
+    total: number;
+  };
+  /** A copy of parameters() with every adapted matrix merged (W + s B A). */
+  mergedParameters(): Promise<Float32Array>;
   dispose(): void;
 }
 
