@@ -30,6 +30,10 @@ export interface CheckpointContent {
   optimizer: { expAvg: Float32Array; expAvgSq: Float32Array; step: number };
   /** Anything JSON: config, data cursor, RNG counters, metric summaries. */
   state: Record<string, unknown>;
+  /** Extra fp32 buffers needed to resume (e.g. LoRA adapters), saved in trainer/extra.safetensors. */
+  extraTensors?: Record<string, Float32Array>;
+  /** Writes more files into the (temporary) checkpoint folder before it is renamed into place. */
+  writeExtra?: (dir: string) => Promise<void>;
 }
 
 export interface LoadedCheckpoint {
@@ -38,6 +42,7 @@ export interface LoadedCheckpoint {
   state: Record<string, unknown>;
   params: Float32Array;
   optimizer: { expAvg: Float32Array; expAvgSq: Float32Array; step: number };
+  extraTensors: Record<string, Float32Array>;
 }
 
 export class CheckpointError extends VlmGrpoError {
@@ -58,7 +63,7 @@ function writeAtomic(file: string, text: string): void {
 }
 
 /** Writes a checkpoint atomically and prunes old ones; returns its folder. */
-export function saveCheckpoint(runDir: string, c: CheckpointContent, keepLast: number): string {
+export async function saveCheckpoint(runDir: string, c: CheckpointContent, keepLast: number): Promise<string> {
   const root = join(runDir, 'checkpoints');
   mkdirSync(root, { recursive: true });
   const name = checkpointName(c.step);
@@ -81,6 +86,12 @@ export function saveCheckpoint(runDir: string, c: CheckpointContent, keepLast: n
     exp_avg: { dtype: 'F32', shape: [c.optimizer.expAvg.length], data: c.optimizer.expAvg },
     exp_avg_sq: { dtype: 'F32', shape: [c.optimizer.expAvgSq.length], data: c.optimizer.expAvgSq },
   }, { step: String(c.optimizer.step) });
+  if (c.extraTensors && Object.keys(c.extraTensors).length) {
+    const extra: Record<string, TensorToWrite> = {};
+    for (const [k, v] of Object.entries(c.extraTensors)) extra[k] = { dtype: 'F32', shape: [v.length], data: v };
+    writeSafetensors(join(tmp, 'trainer', 'extra.safetensors'), extra);
+  }
+  if (c.writeExtra) await c.writeExtra(tmp);
   writeFileSync(join(tmp, 'trainer', 'state.json'), JSON.stringify({ version: 1, step: c.step, exportDtype: c.exportDtype, ...c.state }, null, 1));
   const final = join(root, name);
   rmSync(final, { recursive: true, force: true });
@@ -143,5 +154,8 @@ export function loadCheckpoint(dir: string, layout: readonly ParamEntry[], total
   const m = opt.get('exp_avg'), v = opt.get('exp_avg_sq');
   if (!m || !v) throw new CheckpointError(`${optFile} lacks exp_avg / exp_avg_sq.`, 'Resume from another checkpoint.');
   const stepMeta = Number((state.optimizerStep as number | undefined) ?? state.step);
-  return { dir, step: Number(state.step), state, params, optimizer: { expAvg: m.data as Float32Array, expAvgSq: v.data as Float32Array, step: stepMeta } };
+  const extraTensors: Record<string, Float32Array> = {};
+  const extraFile = join(dir, 'trainer', 'extra.safetensors');
+  if (existsSync(extraFile)) for (const [k, t] of readSafetensors(extraFile)) extraTensors[k] = t.data as Float32Array;
+  return { dir, step: Number(state.step), state, params, optimizer: { expAvg: m.data as Float32Array, expAvgSq: v.data as Float32Array, step: stepMeta }, extraTensors };
 }

@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 
+import { LORA_TEXT_TARGETS } from '../model/lora.js';
+
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 const prob = z.number().min(0).max(1);
@@ -41,6 +43,19 @@ export const configSchema = z.strictObject({
     gradientCheckpointing: z.boolean().default(false),
     /** Kernel threads (0 = all hardware threads). */
     threads: nonNegInt.default(0),
+    /** LoRA: train low-rank adapters instead of the full model; the base stays frozen and is the KL reference. */
+    lora: z.strictObject({
+      enabled: z.boolean().default(false),
+      r: posInt.default(16),
+      alpha: z.number().positive().default(32),
+      dropout: z.number().min(0).lt(1).default(0.05),
+      /** PEFT target_modules: suffixes (list) or a regex (string). Default: every decoder projection, not the vision tower. */
+      targetModules: z.union([z.string(), z.array(z.string()).min(1)]).default(LORA_TEXT_TARGETS),
+      excludeModules: z.union([z.string(), z.array(z.string())]).nullable().default(null),
+      rsLora: z.boolean().default(false),
+      /** Start from an existing PEFT adapter folder instead of fresh adapters. */
+      adapter: z.string().nullable().default(null),
+    }).prefault({}),
   }),
   data: z.strictObject({
     train: z.array(dataSourceSchema).min(1),

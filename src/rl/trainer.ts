@@ -13,6 +13,7 @@ import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint/
 import { parseConfig } from '../config/load.js';
 import type { TrainConfig, TrainConfigInput } from '../config/schema.js';
 import { setNumThreads } from '../native/runtime.js';
+import { loadLoraAdapter, saveLoraAdapter } from '../model/lora.js';
 import { loadModel, type VlmModel } from '../model/vlm-model.js';
 import { loadRewardScorer, type RewardScorer } from '../rewards/scorer.js';
 import { MetricsLog } from '../report/metrics-log.js';
@@ -89,7 +90,19 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     const c = this.config;
     if (c.model.threads > 0) setNumThreads(c.model.threads);
     this.#model = this.#opts.model ?? (await loadModel(c.model.path, { device: c.model.device }));
-    if (c.algorithm.klCoef > 0) this.#ref = await loadModel(c.model.path, { device: c.model.device });
+    const lora = c.model.lora;
+    if (lora.enabled) {
+      // The base stays frozen; with adapters off the same model is the KL reference (no second copy).
+      if (lora.adapter) await loadLoraAdapter(this.#model, lora.adapter, { seed: c.train.seed });
+      else {
+        await this.#model.enableLora({
+          r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targetModules, excludeModules: lora.excludeModules,
+          rsLora: lora.rsLora, seed: c.train.seed,
+        });
+      }
+    } else if (c.algorithm.klCoef > 0) {
+      this.#ref = await loadModel(c.model.path, { device: c.model.device });
+    }
     this.#scorer = await loadRewardScorer(
       c.rewards.map((r) => (r.name === 'custom'
         ? { name: r.export ? `${r.module}:${r.export}` : r.module!, module: r.export ? `${r.module}:${r.export}` : r.module!, weight: r.weight, options: r.options, batched: r.mode === 'batch' }
@@ -97,13 +110,16 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       { onError: (e) => this.#log(`reward ${e.reward} failed on sample ${e.sampleIndex} (${e.count} so far): ${e.message}`) },
     );
     const model = this.#model;
-    const layout = model.layout();
-    const visionBegin = Math.min(model.parameters().length, ...layout.filter((e) => e.vision).map((e) => e.offset));
-    const end = c.model.freezeVision ? visionBegin : model.parameters().length;
-    this.#optimizer = new AdamW(
-      { params: () => model.parameters().subarray(0, end), grads: () => model.gradients().subarray(0, end) },
-      { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout },
-    );
+    let view: { params: () => Float32Array; grads: () => Float32Array };
+    if (lora.enabled) {
+      view = { params: () => model.loraParameters(), grads: () => model.loraGradients() };
+    } else {
+      const layout = model.layout();
+      const visionBegin = Math.min(model.parameters().length, ...layout.filter((e) => e.vision).map((e) => e.offset));
+      const end = c.model.freezeVision ? visionBegin : model.parameters().length;
+      view = { params: () => model.parameters().subarray(0, end), grads: () => model.gradients().subarray(0, end) };
+    }
+    this.#optimizer = new AdamW(view, { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout });
     this.#prompts = this.#opts.prompts ?? new DatasetPromptSource((await loadConfiguredDatasets(c, model, (l) => this.#log(l))).train);
     mkdirSync(c.train.outDir, { recursive: true });
     writeFileSync(join(c.train.outDir, 'config.json'), JSON.stringify(c, null, 2));
@@ -119,22 +135,34 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     }
     const model = this.#model!;
     const ck = loadCheckpoint(last.dir, model.layout(), model.parameters().length);
-    model.parameters().set(ck.params);
+    if (c.model.lora.enabled) {
+      const adapters = ck.extraTensors.lora;
+      if (!adapters || adapters.length !== model.loraParameters().length) {
+        throw new Error(`resume: ${last.dir} has no LoRA adapters matching this configuration (model.lora changed?)`);
+      }
+      model.loraParameters().set(adapters);
+    } else {
+      model.parameters().set(ck.params);
+    }
     this.#optimizer!.restore(ck.optimizer.expAvg, ck.optimizer.expAvgSq, Number(ck.state.optimizerStep ?? 0));
     if (ck.state.dataCursor !== undefined) this.#prompts!.restore(ck.state.dataCursor);
     this.#step = ck.step;
     this.#log(`resumed from ${last.dir} (step ${ck.step})`);
   }
 
-  #checkpoint(): string {
+  async #checkpoint(): Promise<string> {
     const c = this.config;
     const model = this.#model!;
     const opt = this.#optimizer!;
-    const dir = saveCheckpoint(c.train.outDir, {
+    const lora = c.model.lora.enabled;
+    const dir = await saveCheckpoint(c.train.outDir, {
       step: this.#step,
       modelDir: c.model.path,
       layout: model.layout(),
-      params: model.parameters(),
+      // A LoRA run's model.safetensors holds the merged weights, so the folder loads as a plain model; the PEFT
+      // adapter sits beside it (adapter_config.json + adapter_model.safetensors).
+      params: lora ? await model.mergedParameters() : model.parameters(),
+      ...(lora ? { extraTensors: { lora: model.loraParameters() }, writeExtra: (d: string) => saveLoraAdapter(model, d) } : {}),
       exportDtype: c.train.exportDtype,
       optimizer: { expAvg: opt.expAvg, expAvgSq: opt.expAvgSq, step: opt.step },
       state: { optimizerStep: opt.step, dataCursor: this.#prompts!.cursor(), config: c },
@@ -192,7 +220,9 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     let update: UpdateStats = { loss: 0, kl: 0, entropy: 0, clipFracLow: 0, clipFracHigh: 0, clipFracDual: 0, ratioMean: 0, gradNorm: 0, lr: this.#optimizer!.currentLr(), trainTokens: 0, skippedSteps: 0 };
     if (kept.length) {
       const oldLogprobs = c.algorithm.updatesPerRollout > 1 ? await scoreLogprobs(model, kept, c) : undefined;
-      const refLogprobs = this.#ref ? await scoreLogprobs(this.#ref, kept, c) : undefined;
+      const refLogprobs = c.algorithm.klCoef === 0 ? undefined
+        : this.#ref ? await scoreLogprobs(this.#ref, kept, c)
+          : await scoreLogprobs(model, kept, c, false);  // LoRA: the frozen base (adapters off) is the reference
       update = await updatePolicy(model, kept, c, this.#optimizer!, { ...(oldLogprobs ? { oldLogprobs } : {}), ...(refLogprobs ? { refLogprobs } : {}) });
     }
     const updSec = (performance.now() - tu) / 1000;
@@ -268,13 +298,13 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
           }
           throw err;
         }
-        if (c.train.saveEvery > 0 && this.#step % c.train.saveEvery === 0 && this.#step < c.train.steps) last = this.#checkpoint();
+        if (c.train.saveEvery > 0 && this.#step % c.train.saveEvery === 0 && this.#step < c.train.steps) last = await this.#checkpoint();
         if (opts.signal?.aborted) {
           stoppedEarly = true;
           break;
         }
       }
-      last = this.#checkpoint();
+      last = await this.#checkpoint();
     } finally {
       if (this.#ref) await this.#ref.dispose();
       if (!this.#opts.model && this.#model) await this.#model.dispose();
