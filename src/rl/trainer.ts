@@ -22,6 +22,8 @@ import { RolloutLog } from '../report/rollout-log.js';
 import { lengthStats, summarize, type StepMetrics, type Summary } from '../report/step-metrics.js';
 import { computeAdvantages } from './advantages.js';
 import { DatasetPromptSource, loadConfiguredDatasets } from './dataset-source.js';
+import { evaluate } from './evaluate.js';
+import type { PromptDataset } from '../data/dataset.js';
 import { AdamW } from './optimizer.js';
 import { scoreLogprobs, updatePolicy, type UpdateStats } from './policy-update.js';
 import { generateRollouts, scoreRollouts } from './rollout.js';
@@ -62,6 +64,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
   #scorer: RewardScorer | undefined;
   #optimizer: AdamW | undefined;
   #prompts: PromptSource | undefined;
+  #validation: PromptDataset | null = null;
   #metricsLog: MetricsLog | undefined;
   #rolloutLog: RolloutLog | undefined;
   #step = 0;
@@ -120,7 +123,13 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       view = { params: () => model.parameters().subarray(0, end), grads: () => model.gradients().subarray(0, end) };
     }
     this.#optimizer = new AdamW(view, { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout });
-    this.#prompts = this.#opts.prompts ?? new DatasetPromptSource((await loadConfiguredDatasets(c, model, (l) => this.#log(l))).train);
+    if (this.#opts.prompts) {
+      this.#prompts = this.#opts.prompts;
+    } else {
+      const sets = await loadConfiguredDatasets(c, model, (l) => this.#log(l));
+      this.#prompts = new DatasetPromptSource(sets.train);
+      this.#validation = sets.validation;
+    }
     mkdirSync(c.train.outDir, { recursive: true });
     writeFileSync(join(c.train.outDir, 'config.json'), JSON.stringify(c, null, 2));
     this.#rolloutLog = new RolloutLog(c.train.outDir, { thumbnails: true, onWarning: (m) => this.#log(m) });
@@ -169,6 +178,17 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     }, c.train.keepLast);
     this.emit('checkpoint', { step: this.#step, dir });
     return dir;
+  }
+
+  /** Greedy evaluation on the validation split (from its first row each time). */
+  async #evaluate(): Promise<{ accuracy: number; meanReward: number; prompts: number }> {
+    const c = this.config;
+    const v = this.#validation!;
+    v.restore({ ...v.state(), epoch: 0, index: 0 });
+    return evaluate(this.#model!, v, this.#scorer!, {
+      samples: 1, temperature: 0, maxNewTokens: c.rollout.maxNewTokens, limit: c.train.evalMaxPrompts,
+      batchSize: Math.max(1, c.rollout.promptsPerStep * c.rollout.groupSize), seed: c.train.seed,
+    });
   }
 
   /** One GRPO step; returns its metrics. */
@@ -264,6 +284,12 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       reflection: reflectionStats(kept.map((r) => r.text)),
       extra,
     };
+    if (c.train.evalEvery > 0 && this.#validation && this.#step % c.train.evalEvery === 0) {
+      const ev = await this.#evaluate();
+      extra['eval/accuracy'] = ev.accuracy;
+      extra['eval/mean_reward'] = ev.meanReward;
+      this.#log(`eval at step ${this.#step}: accuracy ${(ev.accuracy * 100).toFixed(1)}% on ${ev.prompts} prompts`);
+    }
     this.#metricsLog!.append(metrics);
     await this.#rolloutLog!.write(this.#step, kept.map((r) => ({
       promptId: r.prompt.id, groupIndex: r.group, sampleIndex: r.sample, prompt: r.prompt.text, completion: r.text,

@@ -32,11 +32,11 @@ function workspace(): string {
   writeFileSync(join(d, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   writeFileSync(join(d, 'run.yaml'), [
     `model:\n  path: ${model}`,
-    'data:\n  train:\n    - path: train.jsonl\n      imageFolder: images\n  maxPixels: 12544\n  promptTemplate: r1',
+    'data:\n  train:\n    - path: train.jsonl\n      imageFolder: images\n  maxPixels: 12544\n  promptTemplate: r1\n  validationSplit: 0.25',
     'rewards:\n  - name: accuracy\n  - name: format\n    weight: 0.5',
     'rollout:\n  groupSize: 4\n  promptsPerStep: 2\n  maxNewTokens: 8',
     'optim:\n  lr: 0.001\n  microBatchSize: 4',
-    'train:\n  steps: 2\n  outDir: run\n  saveEvery: 1\n  keepLast: 2',
+    'train:\n  steps: 2\n  outDir: run\n  saveEvery: 1\n  keepLast: 2\n  evalEvery: 2',
   ].join('\n') + '\n');
   return d;
 }
@@ -51,6 +51,8 @@ describe('vlm-grpo CLI', () => {
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2]);
     expect(Object.keys(metrics[0].rewards).sort()).toEqual(['accuracy', 'format']);
+    expect(metrics[0].extra['eval/accuracy']).toBeUndefined();
+    expect(typeof metrics[1].extra['eval/accuracy']).toBe('number');  // evalEvery: 2 on the held-out row
     expect(readdirSync(join(out, 'rollouts'))).toHaveLength(2);
     expect(existsSync(join(out, 'report.html'))).toBe(true);
     expect(readdirSync(join(out, 'checkpoints')).filter((n) => n.startsWith('step-')).sort()).toEqual(['step-000001', 'step-000002']);
