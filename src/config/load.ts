@@ -115,6 +115,12 @@ function checkRules(c: TrainConfig, source: string): void {
   if (c.train.evalEvery > 0 && c.data.validation.length === 0 && c.data.validationSplit === 0) {
     fail('train.evalEvery is set but there is no validation data.', 'Add data.validation files or set data.validationSplit (e.g. 0.05).');
   }
+  if (c.algorithm.klInReward && c.algorithm.klCoef === 0) {
+    fail('algorithm.klInReward is set but algorithm.klCoef is 0, so there is no KL to add.', 'Set algorithm.klCoef (e.g. 0.001) or drop klInReward.');
+  }
+  if (c.algorithm.klTarget !== null && c.algorithm.klCoef === 0) {
+    fail('algorithm.klTarget (adaptive KL) needs a starting algorithm.klCoef > 0.', 'Set algorithm.klCoef (e.g. 0.001).');
+  }
   if (c.model.device === 'cuda') {
     fail("model.device 'cuda': the GPU model runtime is not available in this version.", "Use model.device: cpu.");
   }

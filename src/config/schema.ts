@@ -108,6 +108,17 @@ export const configSchema = z.strictObject({
     /** β: KL-to-reference coefficient. 0 means no reference model at all. */
     klCoef: z.number().min(0).default(0),
     klEstimator: z.enum(['k1', 'k2', 'k3', 'abs']).default('k3'),
+    /** Put β·KL into the rewards (r − β·Σ_t KL_t, before advantages) instead of the loss (verl use_kl_in_reward). */
+    klInReward: z.boolean().default(false),
+    /** Adaptive β (verl AdaptiveKLController): target KL per token; null keeps β fixed. */
+    klTarget: z.number().positive().nullable().default(null),
+    klHorizon: posInt.default(10000),
+    /**
+     * Train-vs-rollout importance-sampling correction (TIS / MIS): weights exp(log π_train − log π_rollout) on the
+     * loss, per token or per sequence, truncated at (or masked above) rolloutCorrectionThreshold.
+     */
+    rolloutCorrection: z.enum(['none', 'token-truncate', 'token-mask', 'sequence-truncate', 'sequence-mask']).default('none'),
+    rolloutCorrectionThreshold: z.number().gt(1).default(2),
     entropyCoef: z.number().default(0),
     lossAgg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm']).default('token-mean'),
     /** 'sequence' = GSPO sequence-level ratio. */

@@ -87,7 +87,15 @@ export async function updatePolicy(
   rollouts: readonly Rollout[],
   cfg: TrainConfig,
   optimizer: AdamW,
-  extra: { oldLogprobs?: Float32Array[]; refLogprobs?: Float32Array[]; signal?: AbortSignal },
+  extra: {
+    oldLogprobs?: Float32Array[];
+    refLogprobs?: Float32Array[];
+    /** β in the loss (default algorithm.klCoef; 0 when the KL goes into the rewards). */
+    klCoef?: number;
+    /** Per rollout, per completion token: importance weights multiplying the loss (rollout correction). */
+    tokenWeights?: Float32Array[];
+    signal?: AbortSignal;
+  },
 ): Promise<UpdateStats> {
   const a = cfg.algorithm;
   const seqs = buildSequences(rollouts, cfg.rollout.maskTruncated);
@@ -113,7 +121,7 @@ export async function updatePolicy(
       const L = Math.max(1, ...mb.map((s) => s.rollout.tokens.length));
       const B = mb.length;
       const lp = new Float32Array(B * L), old = new Float32Array(B * L), ref = new Float32Array(B * L), ent = new Float32Array(B * L);
-      const mask = new Uint8Array(B * L);
+      const mask = new Float32Array(B * L);
       const adv = new Float32Array(B);
       mb.forEach((s, i) => {
         const k = index.get(s.rollout)!;
@@ -122,14 +130,17 @@ export async function updatePolicy(
         old.set(a.updatesPerRollout > 1 || extra.oldLogprobs ? extra.oldLogprobs![k]! : cur.logprobs[i]!, i * L);
         if (extra.refLogprobs) ref.set(extra.refLogprobs[k]!, i * L);
         if (cur.entropy[i]!.length) ent.set(cur.entropy[i]!, i * L);
-        if (s.mask) mask.fill(1, i * L, i * L + n);
+        if (s.mask) {
+          if (extra.tokenWeights) mask.set(extra.tokenWeights[k]!, i * L);
+          else mask.fill(1, i * L, i * L + n);
+        }
         adv[i] = s.rollout.advantage;
       });
       const r = grpoLoss({
         logprobs: lp, oldLogprobs: old, advantages: adv, mask, numSequences: B, seqLen: L,
         ...(extra.refLogprobs ? { refLogprobs: ref } : {}),
         clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== null ? { dualClip: a.dualClip } : {}),
-        klCoef: a.klCoef, klEstimator: a.klEstimator, lossAgg: a.lossAgg, lossScale: cfg.rollout.maxNewTokens,
+        klCoef: extra.klCoef ?? a.klCoef, klEstimator: a.klEstimator, lossAgg: a.lossAgg, lossScale: cfg.rollout.maxNewTokens,
         ...(a.entropyCoef !== 0 ? { entropy: ent, entropyCoef: a.entropyCoef } : {}),
         ratioLevel: a.ratioLevel, tokenCountNormalizer: tokenCount, sequenceCountNormalizer: seqCount,
       });

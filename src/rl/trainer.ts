@@ -21,6 +21,7 @@ import { reflectionStats } from '../report/reflection.js';
 import { RolloutLog } from '../report/rollout-log.js';
 import { lengthStats, summarize, type StepMetrics, type Summary } from '../report/step-metrics.js';
 import { computeAdvantages } from './advantages.js';
+import { adaptKlCoef, rolloutWeights, sequenceKl } from './kl.js';
 import { DatasetPromptSource, loadConfiguredDatasets } from './dataset-source.js';
 import { evaluate } from './evaluate.js';
 import type { PromptDataset } from '../data/dataset.js';
@@ -69,11 +70,14 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
   #rolloutLog: RolloutLog | undefined;
   #step = 0;
   #t0 = Date.now();
+  /** β, adapted per step when algorithm.klTarget is set (saved in checkpoints). */
+  #klCoef = 0;
 
   constructor(config: TrainConfig | TrainConfigInput, options: TrainerOptions) {
     super();
     this.config = parseConfig(config, { source: 'trainer config', ...(options.baseDir ? { baseDir: options.baseDir } : {}) });
     this.#opts = options;
+    this.#klCoef = this.config.algorithm.klCoef;
   }
 
   get model(): VlmModel | undefined {
@@ -155,6 +159,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     }
     this.#optimizer!.restore(ck.optimizer.expAvg, ck.optimizer.expAvgSq, Number(ck.state.optimizerStep ?? 0));
     if (ck.state.dataCursor !== undefined) this.#prompts!.restore(ck.state.dataCursor);
+    if (typeof ck.state.klCoef === 'number') this.#klCoef = ck.state.klCoef;
     this.#step = ck.step;
     this.#log(`resumed from ${last.dir} (step ${ck.step})`);
   }
@@ -174,7 +179,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       ...(lora ? { extraTensors: { lora: model.loraParameters() }, writeExtra: (d: string) => saveLoraAdapter(model, d) } : {}),
       exportDtype: c.train.exportDtype,
       optimizer: { expAvg: opt.expAvg, expAvgSq: opt.expAvgSq, step: opt.step },
-      state: { optimizerStep: opt.step, dataCursor: this.#prompts!.cursor(), config: c },
+      state: { optimizerStep: opt.step, dataCursor: this.#prompts!.cursor(), klCoef: this.#klCoef, config: c },
     }, c.train.keepLast);
     this.emit('checkpoint', { step: this.#step, dir });
     return dir;
@@ -231,26 +236,52 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     if (kept.length === 0) {
       this.#log(`step ${this.#step + 1}: every group had equal rewards after ${rounds} rounds; no update`);
     }
-    // Regroup so group indices are consecutive, then the advantages of the kept groups.
+    // Regroup so group indices are consecutive.
     kept.forEach((r, i) => { r.group = Math.floor(i / G); });
-    const adv = computeAdvantages(kept.map((r) => r.reward), G, { estimator: c.algorithm.advantage, scale: c.algorithm.scaleRewards, eps: c.algorithm.stdEps });
-    kept.forEach((r, i) => { r.advantage = adv.advantages[i]!; });
+    const a = c.algorithm;
     const tu = performance.now();
     signal?.throwIfAborted();
+    // Log-probs beyond the update's own: the old policy (μ > 1, KL in reward, rollout correction) and the reference.
+    const needOld = kept.length > 0 && (a.updatesPerRollout > 1 || a.klInReward || a.rolloutCorrection !== 'none');
+    const oldLogprobs = needOld ? await scoreLogprobs(model, kept, c) : undefined;
+    const refLogprobs = kept.length === 0 || this.#klCoef === 0 ? undefined
+      : this.#ref ? await scoreLogprobs(this.#ref, kept, c)
+        : await scoreLogprobs(model, kept, c, false);  // LoRA: the frozen base (adapters off) is the reference
+    let klMean: number | null = null;
+    if (refLogprobs && oldLogprobs && a.klInReward) {
+      let sum = 0, tokens = 0;
+      kept.forEach((r, i) => {
+        const kl = sequenceKl(oldLogprobs[i]!, refLogprobs[i]!, a.klEstimator);
+        r.rewards.kl_penalty = -this.#klCoef * kl;
+        r.reward -= this.#klCoef * kl;
+        sum += kl;
+        tokens += r.tokens.length;
+      });
+      klMean = sum / Math.max(1, tokens);
+    }
+    const adv = computeAdvantages(kept.map((r) => r.reward), G, { estimator: a.advantage, scale: a.scaleRewards, eps: a.stdEps });
+    kept.forEach((r, i) => { r.advantage = adv.advantages[i]!; });
+    const tokenWeights = oldLogprobs && a.rolloutCorrection !== 'none'
+      ? kept.map((r, i) => rolloutWeights(oldLogprobs[i]!, r.sampleLogprobs, a.rolloutCorrection as Exclude<typeof a.rolloutCorrection, 'none'>, a.rolloutCorrectionThreshold))
+      : undefined;
     let update: UpdateStats = { loss: 0, kl: 0, entropy: 0, clipFracLow: 0, clipFracHigh: 0, clipFracDual: 0, ratioMean: 0, gradNorm: 0, lr: this.#optimizer!.currentLr(), trainTokens: 0, skippedSteps: 0 };
+    const betaUsed = this.#klCoef;
     if (kept.length) {
-      const oldLogprobs = c.algorithm.updatesPerRollout > 1 ? await scoreLogprobs(model, kept, c) : undefined;
-      const refLogprobs = c.algorithm.klCoef === 0 ? undefined
-        : this.#ref ? await scoreLogprobs(this.#ref, kept, c)
-          : await scoreLogprobs(model, kept, c, false);  // LoRA: the frozen base (adapters off) is the reference
-      update = await updatePolicy(model, kept, c, this.#optimizer!, { ...(oldLogprobs ? { oldLogprobs } : {}), ...(refLogprobs ? { refLogprobs } : {}) });
+      update = await updatePolicy(model, kept, c, this.#optimizer!, {
+        ...(oldLogprobs && a.updatesPerRollout > 1 ? { oldLogprobs } : {}),
+        ...(refLogprobs ? { refLogprobs } : {}),
+        klCoef: a.klInReward ? 0 : this.#klCoef,
+        ...(tokenWeights ? { tokenWeights } : {}),
+      });
+      if (refLogprobs && !a.klInReward) klMean = update.kl;
+      if (a.klTarget !== null && klMean !== null) this.#klCoef = adaptKlCoef(this.#klCoef, klMean, a.klTarget, kept.length, a.klHorizon);
     }
     const updSec = (performance.now() - tu) / 1000;
     this.#step++;
     const lengths = kept.map((r) => r.tokens.length);
     const names = this.#scorer!.names;
     const rewards: Record<string, Summary> = {};
-    for (const n of [...names, ...(c.rollout.overlongBuffer > 0 ? ['overlong'] : [])]) rewards[n] = stats(kept.map((r) => r.rewards[n] ?? 0));
+    for (const n of [...names, ...(c.rollout.overlongBuffer > 0 ? ['overlong'] : []), ...(a.klInReward ? ['kl_penalty'] : [])]) rewards[n] = stats(kept.map((r) => r.rewards[n] ?? 0));
     const total = (performance.now() - t0) / 1000;
     const genTokens = lengths.reduce((a, b) => a + b, 0);
     const len = kept.length ? lengthStats(lengths, kept.map((r) => r.truncated)) : { mean: 0, min: 0, max: 0, truncatedFrac: 0 };
@@ -260,7 +291,13 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       'update/skipped_steps': update.skippedSteps,
       'dynamic_sampling/rounds': rounds,
       'dynamic_sampling/dropped_groups': dropped,
+      'kl/coef': betaUsed,
     };
+    if (tokenWeights) {
+      let sw = 0, n = 0;
+      for (const w of tokenWeights) for (const x of w) { sw += x; n++; }
+      extra['rollout_correction/weight_mean'] = sw / Math.max(1, n);
+    }
     for (const [k, v] of Object.entries(errors)) extra[`reward_errors/${k}`] = v;
     const metrics: StepMetrics = {
       step: this.#step,
@@ -272,7 +309,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       fracZeroStdGroups: allGroupStd.length ? allGroupStd.filter((x) => x === 0).length / allGroupStd.length : 0,
       completionLength: { mean: len.mean, min: len.min, max: len.max },
       truncatedFrac: len.truncatedFrac,
-      kl: c.algorithm.klCoef > 0 ? update.kl : null,
+      kl: klMean,
       entropy: update.trainTokens ? update.entropy : null,
       clipFrac: { low: update.clipFracLow, high: update.clipFracHigh, dual: update.clipFracDual },
       loss: update.trainTokens ? update.loss : null,

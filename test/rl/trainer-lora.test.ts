@@ -60,6 +60,23 @@ describe('GRPO with LoRA', () => {
     await base.dispose();
   });
 
+  it('KL in the reward with an adaptive β, and rollout importance weights near 1 (same kernels for rollout and training)', async () => {
+    const out = tmp();
+    const reward = rewardModule(out, 'letters', LETTERS_REWARD);
+    const c = cfg(out, reward, 4);
+    c.algorithm = { klCoef: 0.05, klInReward: true, klTarget: 0.01, klHorizon: 10, rolloutCorrection: 'token-truncate' } as typeof c.algorithm;
+    const t = new GrpoTrainer(c, { prompts: new ListSource(fixturePrompts()) });
+    const steps: StepMetrics[] = [];
+    t.on('step', (m) => steps.push(m));
+    await t.train();
+    expect(Object.keys(steps[0]!.rewards)).toContain('kl_penalty');
+    const coefs = steps.map((m) => m.extra!['kl/coef']!);
+    expect(coefs[0]).toBe(0.05);
+    expect(new Set(coefs).size).toBeGreaterThan(1);  // β adapts
+    for (const m of steps) expect(m.extra!['rollout_correction/weight_mean']!).toBeGreaterThan(0.99);
+    for (const m of steps) expect(m.extra!['rollout_correction/weight_mean']!).toBeLessThan(1.01);
+  });
+
   it('a resumed LoRA run reproduces the uninterrupted run exactly', async () => {
     const a = tmp(), b = tmp();
     const reward = rewardModule(a, 'letters', LETTERS_REWARD);
