@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 600_000,
     // The machine has 2 cores and the kernels are multithreaded: run files one at a time.
     fileParallelism: false,
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
