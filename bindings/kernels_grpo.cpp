@@ -37,6 +37,12 @@ vg::RatioLevel parse_level(Napi::Env env, const std::string& s) {
   throw_range(env, "ratioLevel must be one of 'token', 'sequence', got '" + s + "'");
 }
 
+vg::PolicyLoss parse_policy(Napi::Env env, const std::string& s) {
+  if (s == "ppo") return vg::PolicyLoss::Ppo;
+  if (s == "cispo") return vg::PolicyLoss::Cispo;
+  throw_range(env, "policyLoss must be one of 'ppo', 'cispo', got '" + s + "'");
+}
+
 }  // namespace
 
 static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
@@ -55,6 +61,7 @@ static Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   c.loss_scale = get_number(o, "lossScale", 0.0);
   c.entropy_coef = get_number(o, "entropyCoef", 0.0);
   c.ratio_level = parse_level(env, get_string(o, "ratioLevel", "token"));
+  c.policy_loss = parse_policy(env, get_string(o, "policyLoss", "ppo"));
   c.token_count_normalizer = get_number(o, "tokenCountNormalizer", 0.0);
   c.sequence_count_normalizer = get_number(o, "sequenceCountNormalizer", 0.0);
 

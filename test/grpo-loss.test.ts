@@ -124,18 +124,19 @@ describe('kernels.grpoLoss vs the plain reference', () => {
         for (const lossAgg of AGGS)
           for (const dualClip of [undefined, 3])
             for (const withEntropy of [false, true])
-              for (const ratioLevel of ['token', 'sequence'] as const) {
+              for (const ratioLevel of ['token', 'sequence'] as const)
+               for (const policyLoss of ['ppo', 'cispo'] as const) {
                 const input: GrpoLossInput = {
                   logprobs: batch.logprobs, oldLogprobs: batch.oldLogprobs, refLogprobs: batch.refLogprobs,
                   advantages: batch.advantages, mask: batch.mask, numSequences: batch.numSequences, seqLen: batch.seqLen,
-                  clipLow: 0.2, clipHigh: 0.28, dualClip, klCoef: 0.05, klEstimator, lossAgg, ratioLevel,
+                  clipLow: 0.2, clipHigh: 0.28, dualClip, klCoef: 0.05, klEstimator, lossAgg, ratioLevel, policyLoss,
                   ...(lossAgg === 'seq-mean-token-sum-norm' && klEstimator === 'k2' ? { lossScale: 57 } : {}),
                   ...(withEntropy ? { entropy: batch.entropy, entropyCoef: 0.01 } : {}),
                 };
-                compare(kernels.grpoLoss(input), grpoLossReference(input), JSON.stringify({ klEstimator, lossAgg, dualClip, withEntropy, ratioLevel }));
+                compare(kernels.grpoLoss(input), grpoLossReference(input), JSON.stringify({ klEstimator, lossAgg, dualClip, withEntropy, ratioLevel, policyLoss }));
                 cases++;
               }
-      expect(cases).toBe(128);
+      expect(cases).toBe(256);
     });
   }
 
@@ -295,8 +296,9 @@ describe('kernels.grpoLoss argument errors', () => {
     const full = {
       logprobs: o.logprobs, oldLogprobs: o.oldLogprobs, advantages: o.advantages, mask: o.mask, numSequences: 2, seqLen: 3,
       clipLow: 0.2, clipHigh: 0.2, dualClip: 0, klCoef: 0, klEstimator: 'k3', lossAgg: 'token-mean', lossScale: 3,
-      entropyCoef: 0, ratioLevel: 'token', tokenCountNormalizer: 0, sequenceCountNormalizer: 0,
+      entropyCoef: 0, ratioLevel: 'token', policyLoss: 'ppo', tokenCountNormalizer: 0, sequenceCountNormalizer: 0,
     };
+    expect(() => native().grpoLoss({ ...full, policyLoss: 'gpg' })).toThrow(/policyLoss must be one of 'ppo', 'cispo'/);
     expect(() => native().grpoLoss({ ...full, logprobs: new Float32Array(5) })).toThrow(RangeError);
     expect(() => native().grpoLoss({ ...full, logprobs: new Float32Array(5) })).toThrow(/logprobs has length 5, expected 6/);
     expect(() => native().grpoLoss({ ...full, lossAgg: 'mean' })).toThrow(/lossAgg must be one of/);

@@ -149,7 +149,11 @@ GrpoLossStats grpo_loss(const GrpoLossConfig& cfg, const T* lp, const T* lo, con
         max_with_grad(L1, dL1, L2, dL2, Lc, dLc);
         double Lt = Lc, dLt = dLc;
         bool dual_active = false;
-        if (dual && A < 0) {
+        const bool cispo = cfg.policy_loss == PolicyLoss::Cispo;
+        if (cispo) {  // −sg(clip(ρ))·A·lp: the clipped ratio is a constant weight on the log-prob
+          Lt = -rc * A * p;
+          dLt = -rc * A;
+        } else if (dual && A < 0) {
           const double L3 = -A * c;
           dual_active = Lc > L3;
           min_with_grad(Lc, dLc, L3, 0.0, Lt, dLt);
@@ -165,8 +169,8 @@ GrpoLossStats grpo_loss(const GrpoLossConfig& cfg, const T* lp, const T* lo, con
         s.pg += m * Lt;
         s.kl_agg += m * k;
         s.ent_agg += m * h;
-        s.clip_high += (A > 0 && r > hi_b) ? m : 0.0;
-        s.clip_low += (A < 0 && r < lo_b) ? m : 0.0;
+        s.clip_high += ((cispo || A > 0) && r > hi_b) ? m : 0.0;
+        s.clip_low += ((cispo || A < 0) && r < lo_b) ? m : 0.0;
         s.clip_dual += dual_active ? m : 0.0;
         s.kl += m * k;
         s.ratio += m * r;

@@ -15,6 +15,9 @@
 //   (applied with either ratio level; verl's gspo has no dual-clip: leave dual_clip = 0 for parity).
 //   KL (when ref is given), d = lp − lr:  k1 = d;  k2 = ½d²;  abs = |d|;
 //                                        k3: x = clamp(−d, −20, 20), k = clamp(eˣ − x − 1, −10, 10)
+//   CISPO (PolicyLoss::Cispo, verl cispo): L = −sg(clip(ρ, 1−clip_low, 1+clip_high))·A·lp, so dL/dlp = −clip(ρ)·A
+//   (the clipped ratio is a constant weight; no max/min branches, dual_clip is ignored). Its clip fractions count
+//   ratios outside the interval whatever the sign of A.
 //   per-token total ℓ = L + kl_coef·KL − entropy_coef·H
 // Aggregation: loss = Σ_it w_it·ℓ_it with w_it = m_it·f_i, where
 //   token-mean:               f_i = 1 / Ntok         Ntok = token_count_normalizer, or Σ_it m when it is 0
@@ -51,6 +54,7 @@ namespace vg {
 enum class KlEstimator { K1, K2, K3, Abs };
 enum class LossAgg { TokenMean, SeqMeanTokenMean, SeqMeanTokenSum, SeqMeanTokenSumNorm };
 enum class RatioLevel { Token, Sequence };
+enum class PolicyLoss { Ppo, Cispo };
 
 struct GrpoLossConfig {
   int64_t num_sequences = 0;
@@ -64,6 +68,7 @@ struct GrpoLossConfig {
   double loss_scale = 0;  // seq-mean-token-sum-norm constant; 0 means seq_len (1 when seq_len = 0)
   double entropy_coef = 0;  // != 0 needs entropy
   RatioLevel ratio_level = RatioLevel::Token;
+  PolicyLoss policy_loss = PolicyLoss::Ppo;
   double token_count_normalizer = 0;     // > 0 replaces the local Σ m in token-mean
   double sequence_count_normalizer = 0;  // > 0 replaces the local valid-sequence count in seq-mean-*
 };

@@ -123,6 +123,8 @@ export const configSchema = z.strictObject({
     lossAgg: z.enum(['token-mean', 'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm']).default('token-mean'),
     /** 'sequence' = GSPO sequence-level ratio. */
     ratioLevel: z.enum(['token', 'sequence']).default('token'),
+    /** 'ppo' = clipped surrogate (with dual-clip); 'cispo' = −sg(clip(ρ))·A·log π (CISPO, MiniMax-M1). */
+    policyLoss: z.enum(['ppo', 'cispo']).default('ppo'),
   }).prefault({}),
   optim: z.strictObject({
     lr: z.number().positive().default(1e-6),

@@ -28,6 +28,10 @@ export const LOSS_AGG_MODES: readonly LossAgg[] = [
 /** The accepted `ratioLevel` values. */
 export const RATIO_LEVELS: readonly RatioLevel[] = ['token', 'sequence'];
 
+/** 'ppo': clipped surrogate (verl vanilla); 'cispo': −sg(clip(ρ, 1−clipLow, 1+clipHigh))·A·logprob (verl cispo). */
+export type PolicyLoss = 'ppo' | 'cispo';
+export const POLICY_LOSSES: readonly PolicyLoss[] = ['ppo', 'cispo'];
+
 export interface GrpoLossInput {
   /** log π_θ of each sampled token, [numSequences * seqLen] row-major. */
   logprobs: Float32Array;
@@ -70,6 +74,8 @@ export interface GrpoLossInput {
    * gspo with 'seq-mean-token-mean': set that mode for parity). dualClip also applies to GSPO when given.
    */
   ratioLevel?: RatioLevel;
+  /** Default 'ppo'. 'cispo' weights each token's log-prob by the stop-gradient clipped ratio (dualClip ignored). */
+  policyLoss?: PolicyLoss;
   /**
    * token-mean only: divide by this global token count instead of the local mask sum (data parallel and
    * gradient accumulation: pass the whole mini-batch's token count). Ignored by the other modes.
@@ -114,7 +120,7 @@ export interface GrpoLossResult {
 
 const GRPO_KEYS = new Set([
   'logprobs', 'oldLogprobs', 'refLogprobs', 'advantages', 'mask', 'numSequences', 'seqLen', 'clipLow', 'clipHigh',
-  'dualClip', 'klCoef', 'klEstimator', 'lossAgg', 'lossScale', 'entropy', 'entropyCoef', 'ratioLevel',
+  'dualClip', 'klCoef', 'klEstimator', 'lossAgg', 'lossScale', 'entropy', 'entropyCoef', 'ratioLevel', 'policyLoss',
   'tokenCountNormalizer', 'sequenceCountNormalizer',
 ]);
 
@@ -154,6 +160,7 @@ export function grpoLoss(input: GrpoLossInput): GrpoLossResult {
   const klEstimator = oneOf(input.klEstimator ?? 'k3', 'klEstimator', KL_ESTIMATORS);
   const lossAgg = oneOf(input.lossAgg ?? 'token-mean', 'lossAgg', LOSS_AGG_MODES);
   const ratioLevel = oneOf(input.ratioLevel ?? 'token', 'ratioLevel', RATIO_LEVELS);
+  const policyLoss = oneOf(input.policyLoss ?? 'ppo', 'policyLoss', POLICY_LOSSES);
   let lossScale = seqLen > 0 ? seqLen : 1;
   if (input.lossScale !== undefined) {
     lossScale = num(input.lossScale, 'lossScale');
@@ -185,7 +192,7 @@ export function grpoLoss(input: GrpoLossInput): GrpoLossResult {
 
   const out = native().grpoLoss({
     logprobs, oldLogprobs, refLogprobs, advantages, mask, entropy, numSequences, seqLen, clipLow, clipHigh, dualClip,
-    klCoef, klEstimator, lossAgg, lossScale, entropyCoef, ratioLevel, tokenCountNormalizer, sequenceCountNormalizer,
+    klCoef, klEstimator, lossAgg, lossScale, entropyCoef, ratioLevel, policyLoss, tokenCountNormalizer, sequenceCountNormalizer,
   });
   const result: GrpoLossResult = { loss: out.loss, grad: out.grad, stats: out.stats };
   if (out.gradEntropy) result.gradEntropy = out.gradEntropy;

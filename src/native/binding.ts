@@ -52,7 +52,7 @@ export interface NativeGrpoLossOptions {
   logprobs: Float32Array; oldLogprobs: Float32Array; refLogprobs?: Float32Array; advantages: Float32Array;
   mask: Uint8Array | Float32Array; entropy?: Float32Array; numSequences: number; seqLen: number;
   clipLow: number; clipHigh: number; dualClip: number; klCoef: number; klEstimator: string; lossAgg: string;
-  lossScale: number; entropyCoef: number; ratioLevel: string; tokenCountNormalizer: number; sequenceCountNormalizer: number;
+  lossScale: number; entropyCoef: number; ratioLevel: string; policyLoss: string; tokenCountNormalizer: number; sequenceCountNormalizer: number;
 }
 
 /** Statistics returned by grpoLoss (definitions in native/cpu/grpo_loss.h). */

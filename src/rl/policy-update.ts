@@ -142,7 +142,7 @@ export async function updatePolicy(
         clipLow: a.clipLow, clipHigh: a.clipHigh, ...(a.dualClip !== null ? { dualClip: a.dualClip } : {}),
         klCoef: extra.klCoef ?? a.klCoef, klEstimator: a.klEstimator, lossAgg: a.lossAgg, lossScale: cfg.rollout.maxNewTokens,
         ...(a.entropyCoef !== 0 ? { entropy: ent, entropyCoef: a.entropyCoef } : {}),
-        ratioLevel: a.ratioLevel, tokenCountNormalizer: tokenCount, sequenceCountNormalizer: seqCount,
+        ratioLevel: a.ratioLevel, policyLoss: a.policyLoss, tokenCountNormalizer: tokenCount, sequenceCountNormalizer: seqCount,
       });
       // Scatter the per-token gradients back to the packed positions of each sequence.
       let total = 0;

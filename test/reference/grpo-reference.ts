@@ -94,7 +94,12 @@ export function grpoLossReference(input: GrpoLossInput): GrpoReferenceResult {
       if (pg1 > pg2) [pg, dpg] = [pg1, dpg1];
       else if (pg2 > pg1) [pg, dpg] = [pg2, dpg2];
       else [pg, dpg] = [pg1, (dpg1 + dpg2) / 2];
-      if (c !== undefined && A < 0) {
+      const cispo = (input.policyLoss ?? 'ppo') === 'cispo';
+      if (cispo) {
+        // CISPO: −sg(clip(ρ))·A·lp
+        pg = -clipped * A * lp;
+        dpg = -clipped * A;
+      } else if (c !== undefined && A < 0) {
         const pg3 = -A * c;
         if (pg > pg3) dual += w;
         if (pg3 < pg) [pg, dpg] = [pg3, 0];
@@ -110,8 +115,8 @@ export function grpoLossReference(input: GrpoLossInput): GrpoReferenceResult {
       klTok[k] = kl;
       entTok[k] = h;
       nTok += w;
-      if (A > 0 && ratio > 1 + epsHigh) high += w;
-      if (A < 0 && ratio < 1 - epsLow) low += w;
+      if ((cispo || A > 0) && ratio > 1 + epsHigh) high += w;
+      if ((cispo || A < 0) && ratio < 1 - epsLow) low += w;
       klSum += w * kl;
       ratioSum += w * ratio;
       ppoKlSum += w * (lo - lp);

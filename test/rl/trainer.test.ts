@@ -100,6 +100,30 @@ describe('GrpoTrainer', () => {
     await mb.dispose();
   });
 
+  it('runs every loss variant: μ = 2 with dual-clip, GSPO, CISPO, seq-mean aggregations, dynamic sampling', async () => {
+    const out = tmp();
+    const reward = rewardModule(out, 'letters', LETTERS_REWARD);
+    const variants = [
+      { algorithm: { updatesPerRollout: 2, dualClip: 3 } },
+      { algorithm: { ratioLevel: 'sequence', lossAgg: 'seq-mean-token-mean' } },
+      { algorithm: { policyLoss: 'cispo', lossAgg: 'seq-mean-token-sum' } },
+      { algorithm: { lossAgg: 'seq-mean-token-sum-norm', scaleRewards: 'none', entropyCoef: 0.01 } },
+      { algorithm: { advantage: 'rloo', scaleRewards: 'none' }, rollout: { groupSize: 4, promptsPerStep: 2, maxNewTokens: 6, dynamicSampling: true, maskTruncated: true, overlongBuffer: 2 } },
+    ];
+    for (const [i, v] of variants.entries()) {
+      const dir = join(out, `v${i}`);
+      const steps: StepMetrics[] = [];
+      const t = new GrpoTrainer(baseConfig(dir, reward, { ...v, train: { steps: 2, outDir: dir, saveEvery: 0, seed: i } }), { prompts: new ListSource(fixturePrompts()) });
+      t.on('step', (m) => steps.push(m));
+      await t.train();
+      expect(steps, JSON.stringify(v)).toHaveLength(2);
+      for (const m of steps) {
+        if (m.loss !== null) expect(Number.isFinite(m.loss), JSON.stringify(v)).toBe(true);
+        expect(m.entropy === null || m.entropy >= 0).toBe(true);
+      }
+    }
+  });
+
   it('never blocks the event loop while it trains', async () => {
     const out = tmp();
     const reward = rewardModule(out, 'letters', LETTERS_REWARD);
