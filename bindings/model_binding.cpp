@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "model/generate.h"
+#include "cpu/adamw.h"
 #include "model/model.h"
 #include "native_worker.h"
 
@@ -158,6 +159,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod<&NativeModel::DisableLora>("disableLora"),
                         InstanceMethod<&NativeModel::HasLora>("hasLora"),
                         InstanceMethod<&NativeModel::LoraParameters>("loraParameters"),
+                        InstanceMethod<&NativeModel::OptimizerStep>("optimizerStep"),
                         InstanceMethod<&NativeModel::LoraGradients>("loraGradients"),
                         InstanceMethod<&NativeModel::LoraLayout>("loraLayout"),
                         InstanceMethod<&NativeModel::MergedParameters>("mergedParameters"),
@@ -352,6 +354,62 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto buf = Napi::ArrayBuffer::New(env, v.data(), v.size() * sizeof(float),
                                       [](Napi::Env, void*, std::shared_ptr<vg::LoraAdapters<float>>* k) { delete k; }, keep);
     return Napi::Float32Array::New(env, v.size(), buf, 0);
+  }
+
+  // optimizerStep({ target: 'params' | 'lora', begin?, end?, expAvg, expAvgSq, step, lr, beta1, beta2, eps,
+  //   weightDecay, maxGradNorm }) -> Promise<{ gradNorm, skipped }>: global grad-norm clipping, then AdamW, over
+  // [begin, end) of the model's own parameter (or adapter) buffer, on the model thread. The moment arrays are
+  // JS-owned; references keep them alive until the step resolves (the caller must not touch them meanwhile).
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    Napi::Object o = arg_object(info, "optimizerStep");
+    const std::string target = get_string(o, "target", "params");
+    if (target != "params" && target != "lora") throw_range(env, "target must be 'params' or 'lora', got '" + target + "'");
+    std::shared_ptr<vg::LoraAdapters<float>> lora;
+    int64_t total;
+    if (target == "lora") {
+      lora = live_lora(env);
+      total = static_cast<int64_t>(lora->params().size());
+    } else {
+      total = static_cast<int64_t>(m->params().size());
+      if (m->grads().empty()) m->zero_grads();
+    }
+    const int64_t begin = get_int(o, "begin", 0, 0, total), end = get_int(o, "end", static_cast<double>(total), begin, total);
+    auto ea = get_array<float>(o, "expAvg", end - begin);
+    auto eas = get_array<float>(o, "expAvgSq", end - begin);
+    vg::AdamWConfig cfg;
+    cfg.step = get_int(o, "step", NAN, 1, INT64_MAX / 2);
+    cfg.lr = get_number(o, "lr");
+    cfg.beta1 = get_number(o, "beta1", 0.9);
+    cfg.beta2 = get_number(o, "beta2", 0.999);
+    cfg.eps = get_number(o, "eps", 1e-8);
+    cfg.weight_decay = get_number(o, "weightDecay", 0.0);
+    const double max_norm = get_number(o, "maxGradNorm", 0.0);
+    // Keep the moment arrays alive while the job runs; released on the JS thread in the finisher.
+    auto refs = std::make_shared<std::vector<Napi::ObjectReference>>();
+    refs->push_back(Napi::Persistent(o.Get("expAvg").As<Napi::Object>()));
+    refs->push_back(Napi::Persistent(o.Get("expAvgSq").As<Napi::Object>()));
+    float* exp_avg = ea.data;
+    float* exp_avg_sq = eas.data;
+    auto result = std::make_shared<vg::ClipGradNormResult>();
+    return worker_->submit(env, [m, lora, begin, end, exp_avg, exp_avg_sq, cfg, max_norm, refs, result]() -> NativeWorker::Finisher {
+      float* params = (lora ? lora->params().data() : m->params().data()) + begin;
+      float* grads = (lora ? lora->grads().data() : m->grads().data()) + begin;
+      const int64_t n = end - begin;
+      float* bufs[1] = {grads};
+      const int64_t lens[1] = {n};
+      *result = vg::clip_grad_norm<float>(bufs, lens, 1, max_norm > 0 ? max_norm : INFINITY);
+      const bool skip = !std::isfinite(result->total_norm);  // never apply a NaN/inf update
+      if (!skip) vg::adamw_step<float>(params, grads, exp_avg, exp_avg_sq, n, cfg);
+      return [refs, result, skip](Napi::Env env) -> Napi::Value {
+        refs->clear();
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("gradNorm", result->total_norm);
+        out.Set("skipped", skip);
+        return out;
+      };
+    });
   }
 
   Napi::Value LoraParameters(const Napi::CallbackInfo& info) {

@@ -323,6 +323,16 @@ export class VlmModel {
     this.handle.zeroGrads();
   }
 
+  /**
+   * One optimizer step on the model thread: global grad-norm clipping (maxGradNorm > 0) then AdamW over
+   * [begin, end) of the parameters (target 'params') or of the LoRA adapters (target 'lora'). The moment arrays
+   * must not be touched until the Promise resolves. A non-finite gradient norm skips the update.
+   */
+  async optimizerStep(o: Parameters<NativeModelHandle['optimizerStep']>[0]): Promise<{ gradNorm: number; skipped: boolean }> {
+    const h = this.handle;
+    return this.#serial(() => h.optimizerStep(o));
+  }
+
   /** Name, shape and offset of every parameter in the parameter buffer. */
   layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[] {
     return this.handle.layout();

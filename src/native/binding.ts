@@ -98,6 +98,10 @@ export interface NativeModelHandle {
     adapters?: boolean; mergeAdapters?: boolean;
   }): Promise<{ prompt: number; tokens: Int32Array; logprobs: Float32Array; stopped: boolean }[]>;
   zeroGrads(): void;
+  optimizerStep(o: {
+    target?: 'params' | 'lora'; begin?: number; end?: number; expAvg: Float32Array; expAvgSq: Float32Array; step: number; lr: number;
+    beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number;
+  }): Promise<{ gradNorm: number; skipped: boolean }>;
   parameters(): Float32Array;
   gradients(): Float32Array;
   layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[];

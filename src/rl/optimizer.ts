@@ -1,8 +1,10 @@
 /**
- * AdamW over the trainable part of the model's parameter buffer, with global gradient-norm clipping and the LR
- * schedule. The moments are plain Float32Arrays of the trainable length, so checkpoints save them as they are.
+ * AdamW over the trainable part of the model (a range of the parameter buffer, or the LoRA adapters), with global
+ * gradient-norm clipping and the LR schedule. The step itself runs on the model's native thread, so a big model's
+ * update never blocks the event loop. The moments are plain Float32Arrays of the trainable length, so checkpoints
+ * save them as they are.
  */
-import { adamwStep, clipGradNorm } from '../kernels/optim.js';
+import type { VlmModel } from '../model/vlm-model.js';
 import { learningRate, type LrSchedule } from './lr-schedule.js';
 
 export interface OptimizerSettings {
@@ -17,11 +19,8 @@ export interface OptimizerSettings {
   totalSteps: number;
 }
 
-/** Where the trainable parameters and their gradients are (views into native buffers). */
-export interface TrainableView {
-  params: () => Float32Array;
-  grads: () => Float32Array;
-}
+/** What the optimizer updates: the adapters, or parameters [begin, end). */
+export type TrainableRange = { target: 'lora'; size: number } | { target: 'params'; begin: number; end: number };
 
 export class AdamW {
   readonly settings: OptimizerSettings;
@@ -29,12 +28,14 @@ export class AdamW {
   readonly expAvgSq: Float32Array;
   /** Optimizer steps taken (the next step is step + 1). */
   step = 0;
-  readonly #view: TrainableView;
+  readonly #model: VlmModel;
+  readonly #range: TrainableRange;
 
-  constructor(view: TrainableView, settings: OptimizerSettings) {
-    this.#view = view;
+  constructor(model: VlmModel, range: TrainableRange, settings: OptimizerSettings) {
+    this.#model = model;
+    this.#range = range;
     this.settings = settings;
-    const n = view.params().length;
+    const n = range.target === 'lora' ? range.size : range.end - range.begin;
     this.expAvg = new Float32Array(n);
     this.expAvgSq = new Float32Array(n);
   }
@@ -56,15 +57,16 @@ export class AdamW {
   }
 
   /** Clips the gradients, takes one AdamW step, and returns the pre-clip norm and the lr used. */
-  apply(): { gradNorm: number; lr: number; skipped: boolean } {
-    const grads = this.#view.grads();
-    const params = this.#view.params();
+  async apply(): Promise<{ gradNorm: number; lr: number; skipped: boolean }> {
     const s = this.settings;
-    const { totalNorm } = clipGradNorm({ grads: [grads], maxNorm: s.maxGradNorm > 0 ? s.maxGradNorm : Infinity });
     const lr = this.currentLr();
-    if (!Number.isFinite(totalNorm)) return { gradNorm: totalNorm, lr, skipped: true };  // never apply a NaN update
-    this.step++;
-    adamwStep({ params, grads, expAvg: this.expAvg, expAvgSq: this.expAvgSq, step: this.step, lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay });
-    return { gradNorm: totalNorm, lr, skipped: false };
+    const r = this.#range;
+    const res = await this.#model.optimizerStep({
+      ...(r.target === 'lora' ? { target: 'lora' as const } : { target: 'params' as const, begin: r.begin, end: r.end }),
+      expAvg: this.expAvg, expAvgSq: this.expAvgSq, step: this.step + 1, lr,
+      beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm,
+    });
+    if (!res.skipped) this.step++;
+    return { gradNorm: res.gradNorm, lr, skipped: res.skipped };
   }
 }

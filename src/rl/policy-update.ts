@@ -171,7 +171,7 @@ export async function updatePolicy(
       acc.ratioMean += r.stats.ratioMean * w;
       wsum += w;
     }
-    const step = optimizer.apply();
+    const step = await optimizer.apply();
     if (step.skipped) stats.skippedSteps++;
     // Report the first pass's statistics (what the rollout policy saw) and the last pass's optimizer numbers.
     if (pass === 0) {

@@ -25,7 +25,7 @@ import { adaptKlCoef, rolloutWeights, sequenceKl } from './kl.js';
 import { DatasetPromptSource, loadConfiguredDatasets } from './dataset-source.js';
 import { evaluate } from './evaluate.js';
 import type { PromptDataset } from '../data/dataset.js';
-import { AdamW } from './optimizer.js';
+import { AdamW, type TrainableRange } from './optimizer.js';
 import { scoreLogprobs, updatePolicy, type UpdateStats } from './policy-update.js';
 import { generateRollouts, scoreRollouts } from './rollout.js';
 import type { PromptSource, Rollout } from './types.js';
@@ -117,16 +117,15 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       { onError: (e) => this.#log(`reward ${e.reward} failed on sample ${e.sampleIndex} (${e.count} so far): ${e.message}`) },
     );
     const model = this.#model;
-    let view: { params: () => Float32Array; grads: () => Float32Array };
+    let range: TrainableRange;
     if (lora.enabled) {
-      view = { params: () => model.loraParameters(), grads: () => model.loraGradients() };
+      range = { target: 'lora', size: model.loraParameters().length };
     } else {
       const layout = model.layout();
       const visionBegin = Math.min(model.parameters().length, ...layout.filter((e) => e.vision).map((e) => e.offset));
-      const end = c.model.freezeVision ? visionBegin : model.parameters().length;
-      view = { params: () => model.parameters().subarray(0, end), grads: () => model.gradients().subarray(0, end) };
+      range = { target: 'params', begin: 0, end: c.model.freezeVision ? visionBegin : model.parameters().length };
     }
-    this.#optimizer = new AdamW(view, { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout });
+    this.#optimizer = new AdamW(model, range, { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout });
     if (this.#opts.prompts) {
       this.#prompts = this.#opts.prompts;
     } else {
