@@ -9,11 +9,9 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint/checkpoint.js';
 import { parseConfig } from '../config/load.js';
 import type { TrainConfig, TrainConfigInput } from '../config/schema.js';
 import { setNumThreads } from '../native/runtime.js';
-import { loadLoraAdapter, saveLoraAdapter } from '../model/lora.js';
 import { loadModel, type VlmModel } from '../model/vlm-model.js';
 import { loadRewardScorer, type RewardScorer } from '../rewards/scorer.js';
 import { MetricsLog } from '../report/metrics-log.js';
@@ -25,7 +23,8 @@ import { adaptKlCoef, rolloutWeights, sequenceKl } from './kl.js';
 import { DatasetPromptSource, loadConfiguredDatasets } from './dataset-source.js';
 import { evaluate } from './evaluate.js';
 import type { PromptDataset } from '../data/dataset.js';
-import { AdamW, type TrainableRange } from './optimizer.js';
+import { AdamW } from './optimizer.js';
+import { prepareTrainable, restoreTrainingCheckpoint, saveTrainingCheckpoint } from './trainable.js';
 import { scoreLogprobs, updatePolicy, type UpdateStats } from './policy-update.js';
 import { generateRollouts, scoreRollouts } from './rollout.js';
 import type { PromptSource, Rollout } from './types.js';
@@ -98,18 +97,8 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     if (c.model.threads > 0) setNumThreads(c.model.threads);
     this.#model = this.#opts.model ?? (await loadModel(c.model.path, { device: c.model.device }));
     const lora = c.model.lora;
-    if (lora.enabled) {
-      // The base stays frozen; with adapters off the same model is the KL reference (no second copy).
-      if (lora.adapter) await loadLoraAdapter(this.#model, lora.adapter, { seed: c.train.seed });
-      else {
-        await this.#model.enableLora({
-          r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targetModules, excludeModules: lora.excludeModules,
-          rsLora: lora.rsLora, seed: c.train.seed,
-        });
-      }
-    } else if (c.algorithm.klCoef > 0) {
-      this.#ref = await loadModel(c.model.path, { device: c.model.device });
-    }
+    // LoRA: the frozen base with adapters off is the KL reference (no second copy); full fine-tuning loads one.
+    if (!lora.enabled && c.algorithm.klCoef > 0) this.#ref = await loadModel(c.model.path, { device: c.model.device });
     this.#scorer = await loadRewardScorer(
       c.rewards.map((r) => (r.name === 'custom'
         ? { name: r.export ? `${r.module}:${r.export}` : r.module!, module: r.export ? `${r.module}:${r.export}` : r.module!, weight: r.weight, options: r.options, batched: r.mode === 'batch' }
@@ -117,14 +106,7 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       { onError: (e) => this.#log(`reward ${e.reward} failed on sample ${e.sampleIndex} (${e.count} so far): ${e.message}`) },
     );
     const model = this.#model;
-    let range: TrainableRange;
-    if (lora.enabled) {
-      range = { target: 'lora', size: model.loraParameters().length };
-    } else {
-      const layout = model.layout();
-      const visionBegin = Math.min(model.parameters().length, ...layout.filter((e) => e.vision).map((e) => e.offset));
-      range = { target: 'params', begin: 0, end: c.model.freezeVision ? visionBegin : model.parameters().length };
-    }
+    const range = await prepareTrainable(model, c.model, c.train.seed);
     this.#optimizer = new AdamW(model, range, { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout });
     if (this.#opts.prompts) {
       this.#prompts = this.#opts.prompts;
@@ -140,46 +122,23 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
 
   #resume(): void {
     const c = this.config;
-    const last = latestCheckpoint(c.train.outDir);
-    if (!last) {
+    const r = restoreTrainingCheckpoint(c.train.outDir, this.#model!, this.#optimizer!, this.#prompts!, c.model.lora.enabled);
+    if (!r) {
       this.#log('resume: no checkpoint in the run folder; starting from the base model');
       return;
     }
-    const model = this.#model!;
-    const ck = loadCheckpoint(last.dir, model.layout(), model.parameters().length);
-    if (c.model.lora.enabled) {
-      const adapters = ck.extraTensors.lora;
-      if (!adapters || adapters.length !== model.loraParameters().length) {
-        throw new Error(`resume: ${last.dir} has no LoRA adapters matching this configuration (model.lora changed?)`);
-      }
-      model.loraParameters().set(adapters);
-    } else {
-      model.parameters().set(ck.params);
-    }
-    this.#optimizer!.restore(ck.optimizer.expAvg, ck.optimizer.expAvgSq, Number(ck.state.optimizerStep ?? 0));
-    if (ck.state.dataCursor !== undefined) this.#prompts!.restore(ck.state.dataCursor);
-    if (typeof ck.state.klCoef === 'number') this.#klCoef = ck.state.klCoef;
-    this.#step = ck.step;
-    this.#log(`resumed from ${last.dir} (step ${ck.step})`);
+    if (typeof r.state.klCoef === 'number') this.#klCoef = r.state.klCoef;
+    this.#step = r.step;
+    this.#log(`resumed from ${r.dir} (step ${r.step})`);
   }
 
   async #checkpoint(): Promise<string> {
     const c = this.config;
-    const model = this.#model!;
-    const opt = this.#optimizer!;
-    const lora = c.model.lora.enabled;
-    const dir = await saveCheckpoint(c.train.outDir, {
-      step: this.#step,
-      modelDir: c.model.path,
-      layout: model.layout(),
-      // A LoRA run's model.safetensors holds the merged weights, so the folder loads as a plain model; the PEFT
-      // adapter sits beside it (adapter_config.json + adapter_model.safetensors).
-      params: lora ? await model.mergedParameters() : model.parameters(),
-      ...(lora ? { extraTensors: { lora: model.loraParameters() }, writeExtra: (d: string) => saveLoraAdapter(model, d) } : {}),
-      exportDtype: c.train.exportDtype,
-      optimizer: { expAvg: opt.expAvg, expAvgSq: opt.expAvgSq, step: opt.step },
-      state: { optimizerStep: opt.step, dataCursor: this.#prompts!.cursor(), klCoef: this.#klCoef, config: c },
-    }, c.train.keepLast);
+    const dir = await saveTrainingCheckpoint({
+      runDir: c.train.outDir, step: this.#step, modelDir: c.model.path, model: this.#model!, optimizer: this.#optimizer!,
+      prompts: this.#prompts!, lora: c.model.lora.enabled, exportDtype: c.train.exportDtype, keepLast: c.train.keepLast,
+      state: { klCoef: this.#klCoef, config: c },
+    });
     this.emit('checkpoint', { step: this.#step, dir });
     return dir;
   }
