@@ -124,3 +124,8 @@ export { loadConfig, parseConfig, ConfigError } from './config/load.js';
 export { configSchema } from './config/schema.js';
 export type { TrainConfig, TrainConfigInput } from './config/schema.js';
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint, listCheckpoints } from './checkpoint/checkpoint.js';
+export { SftTrainer } from './sft/sft-trainer.js';
+export type { SftStepMetrics, SftEvents, SftOptions } from './sft/sft-trainer.js';
+export { loadSftConfig, parseSftConfig } from './config/load.js';
+export { sftConfigSchema } from './config/schema.js';
+export type { SftConfig, SftConfigInput } from './config/schema.js';

@@ -10,12 +10,14 @@ import { runDoctor } from './doctor.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
 import { reportCommand } from './report.js';
+import { sftCommand } from './sft.js';
 import { trainCommand } from './train.js';
 
 const HELP = `vlm-grpo — train vision-language models with GRPO on a native C++/CUDA core
 
 Usage:
   vlm-grpo train --config run.yaml [--set key=value]... [--resume]   GRPO training
+  vlm-grpo sft --config sft.yaml [--set key=value]... [--resume]     supervised fine-tuning (e.g. a warm start)
   vlm-grpo eval --model DIR --data FILE [--reward accuracy] [--samples K]   accuracy / pass@k of a model
   vlm-grpo generate --model DIR --prompt TEXT [--image PATH]...       generate completions
   vlm-grpo report RUN_DIR                                             write RUN_DIR/report.html
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   generate: generateCommand,
   report: reportCommand,
+  sft: sftCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 
 import { VlmGrpoError } from '../errors.js';
 import { didYouMean } from './did-you-mean.js';
-import { configSchema, type TrainConfig } from './schema.js';
+import { configSchema, sftConfigSchema, type SftConfig, type TrainConfig } from './schema.js';
 
 export class ConfigError extends VlmGrpoError {
   constructor(message: string, remedy: string) {
@@ -131,7 +131,7 @@ function checkRules(c: TrainConfig, source: string): void {
 }
 
 /** Resolves relative paths against the config file's folder, so a run works from any working directory. */
-function resolvePaths(c: TrainConfig, base: string): TrainConfig {
+function resolvePaths<C extends Pick<TrainConfig, 'model' | 'data' | 'train'> & { rewards?: TrainConfig['rewards'] }>(c: C, base: string): C {
   const r = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   return {
     ...c,
@@ -141,20 +141,20 @@ function resolvePaths(c: TrainConfig, base: string): TrainConfig {
       train: c.data.train.map((d) => ({ ...d, path: r(d.path), ...(d.imageFolder ? { imageFolder: r(d.imageFolder) } : {}) })),
       validation: c.data.validation.map((d) => ({ ...d, path: r(d.path), ...(d.imageFolder ? { imageFolder: r(d.imageFolder) } : {}) })),
     },
-    rewards: c.rewards.map((x) => (x.module ? { ...x, module: r(x.module) } : x)),
+    ...(c.rewards ? { rewards: c.rewards.map((x) => (x.module ? { ...x, module: r(x.module) } : x)) } : {}),
     train: { ...c.train, outDir: r(c.train.outDir) },
   };
 }
 
 /** Checks that the files the run needs exist, before any heavy work. */
-export function checkPaths(c: TrainConfig, source: string): void {
+export function checkPaths(c: Pick<TrainConfig, 'model' | 'data'> & { rewards?: TrainConfig['rewards'] }, source: string): void {
   if (!existsSync(resolve(c.model.path, 'config.json'))) {
     throw new ConfigError(`${source}: model.path ${c.model.path} has no config.json.`, 'Point model.path at a Hugging Face model folder (config.json + *.safetensors).');
   }
   for (const [i, d] of [...c.data.train.map((d) => ['train', d] as const), ...c.data.validation.map((d) => ['validation', d] as const)].entries()) {
     if (!existsSync(d[1].path)) throw new ConfigError(`${source}: data.${d[0]} file ${d[1].path} does not exist (entry ${i}).`, 'Fix the path (relative paths are resolved against the config file).');
   }
-  for (const r of c.rewards) {
+  for (const r of c.rewards ?? []) {
     if (r.module && !existsSync(r.module)) throw new ConfigError(`${source}: reward module ${r.module} does not exist.`, 'Fix rewards[].module.');
   }
 }
@@ -163,22 +163,54 @@ export function checkPaths(c: TrainConfig, source: string): void {
  * Validates a raw configuration object. `source` names it in errors; `baseDir` resolves relative paths.
  * Throws ConfigError for unknown keys (with a suggestion), invalid values (naming the field) and broken rules.
  */
-export function parseConfig(raw: unknown, options: { source?: string; baseDir?: string; overrides?: readonly string[] } = {}): TrainConfig {
+export function parseConfig(raw: unknown, options: ParseOptions = {}): TrainConfig {
+  return parseWith(configSchema, raw, options, checkRules);
+}
+
+/** Validates a supervised fine-tuning configuration (see sftConfigSchema). */
+export function parseSftConfig(raw: unknown, options: ParseOptions = {}): SftConfig {
+  return parseWith(sftConfigSchema, raw, options, (c, source) => {
+    if (c.model.device === 'cuda') throw new ConfigError(`${source}: model.device 'cuda': the GPU model runtime is not available in this version.`, 'Use model.device: cpu.');
+  });
+}
+
+export interface ParseOptions {
+  /** Names the configuration in errors (a file path). */
+  source?: string;
+  /** Folder relative paths are resolved against. */
+  baseDir?: string;
+  /** `key.path=value` overrides applied before validation. */
+  overrides?: readonly string[];
+}
+
+function parseWith<S extends typeof configSchema | typeof sftConfigSchema>(
+  schema: S, raw: unknown, options: ParseOptions, rules: (c: z.output<S>, source: string) => void,
+): z.output<S> {
   const source = options.source ?? 'config';
   if (!isPlainObject(raw)) throw new ConfigError(`${source}: the configuration must be a mapping (YAML object).`, 'See the README for an example run.yaml.');
   const withOverrides = options.overrides?.length ? applyOverrides(raw, options.overrides) : raw;
-  checkUnknownKeys(withOverrides, configSchema, [], source);
-  const parsed = configSchema.safeParse(withOverrides);
+  checkUnknownKeys(withOverrides, schema, [], source);
+  const parsed = schema.safeParse(withOverrides);
   if (!parsed.success) {
     const lines = parsed.error.issues.slice(0, 5).map((i) => formatZodIssue(i, source));
     throw new ConfigError(lines.join('\n'), 'Fix the fields named above (see the README for every option and its default).');
   }
-  checkRules(parsed.data, source);
-  return resolvePaths(parsed.data, options.baseDir ?? process.cwd());
+  const data = parsed.data as z.output<S>;
+  rules(data, source);
+  return resolvePaths(data, options.baseDir ?? process.cwd());
 }
 
 /** Reads a YAML or JSON config file and validates it (see parseConfig). */
 export function loadConfig(file: string, overrides: readonly string[] = []): TrainConfig {
+  return parseConfig(readConfigFile(file), { source: file, baseDir: dirname(resolve(file)), overrides });
+}
+
+/** Reads a YAML or JSON SFT config file and validates it (see parseSftConfig). */
+export function loadSftConfig(file: string, overrides: readonly string[] = []): SftConfig {
+  return parseSftConfig(readConfigFile(file), { source: file, baseDir: dirname(resolve(file)), overrides });
+}
+
+function readConfigFile(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -191,5 +223,5 @@ export function loadConfig(file: string, overrides: readonly string[] = []): Tra
   } catch (err) {
     throw new ConfigError(`${file} is not valid YAML/JSON: ${(err as Error).message}`, 'Fix the syntax at the line named above.');
   }
-  return parseConfig(raw, { source: file, baseDir: dirname(resolve(file)), overrides });
+  return raw;
 }

@@ -159,3 +159,25 @@ export const configSchema = z.strictObject({
 export type TrainConfig = z.output<typeof configSchema>;
 /** What a user writes: every field with a default may be left out. */
 export type TrainConfigInput = z.input<typeof configSchema>;
+
+/**
+ * Supervised fine-tuning (`vlm-grpo sft`): the same model, data, optimizer and run sections as GRPO, plus how the
+ * target completion is built from each row's ground truth. Cross-entropy on the completion tokens only.
+ */
+export const sftConfigSchema = z.strictObject({
+  model: configSchema.shape.model,
+  data: configSchema.shape.data,
+  optim: configSchema.shape.optim,
+  train: configSchema.shape.train,
+  sft: z.strictObject({
+    /** Target completion; {answer} is the row's ground truth (its <answer> span when it has one). */
+    answerTemplate: z.string().default('<answer>{answer}</answer>'),
+    /** Prompts per optimizer step. */
+    batchSize: posInt.default(16),
+    /** End each target with the end-of-turn token so the model learns to stop. */
+    appendEos: z.boolean().default(true),
+  }).prefault({}),
+});
+
+export type SftConfig = z.output<typeof sftConfigSchema>;
+export type SftConfigInput = z.input<typeof sftConfigSchema>;

@@ -35,7 +35,7 @@ export class DatasetPromptSource implements PromptSource {
 }
 
 /** Loads the train (and validation) datasets the config names, prepared for `model`. */
-export async function loadConfiguredDatasets(cfg: TrainConfig, model: VlmModel, log: (line: string) => void): Promise<PromptDatasets> {
+export async function loadConfiguredDatasets(cfg: Pick<TrainConfig, 'data' | 'train'>, model: VlmModel, log: (line: string) => void): Promise<PromptDatasets> {
   const src = (d: TrainConfig['data']['train'][number]) => ({ path: d.path, format: d.format, ...(d.imageFolder ? { imageFolder: d.imageFolder } : {}) });
   return loadPromptDatasets({
     sources: cfg.data.train.map(src),

@@ -75,6 +75,11 @@ describe('vlm-grpo CLI', () => {
     expect(gen.status, gen.stderr).toBe(0);
     expect(gen.stdout.trim().split('\n')).toHaveLength(2);
 
+    writeFileSync(join(d, 'sft.yaml'), readFileSync(join(d, 'run.yaml'), 'utf8').split('rewards:')[0] + 'sft:\n  batchSize: 2\ntrain:\n  steps: 2\n  outDir: sft-run\n');
+    const sft = run(['sft', '--config', 'sft.yaml'], d);
+    expect(sft.status, sft.stderr).toBe(0);
+    expect(sft.stdout).toMatch(/done after 2 steps; checkpoint .*sft-run\/checkpoints\/step-000002/);
+
     const rep = run(['report', out], d);
     expect(rep.status, rep.stderr).toBe(0);
     expect(rep.stdout.trim()).toBe(join(out, 'report.html'));
