@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,16 +21,23 @@
 
 namespace {
 
-template <typename F>
-double best_seconds(F&& f, int reps) {
-  f();  // warm-up
-  double best = 1e30;
+double seconds_of(const std::function<void()>& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Best time of each of two functions over `reps` rounds, alternating them inside every round so that load
+// from other processes hits both alike.
+std::pair<double, double> best_interleaved(const std::function<void()>& a, const std::function<void()>& b, int reps) {
+  a();
+  b();  // warm-up
+  double ba = 1e30, bb = 1e30;
   for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    ba = std::min(ba, seconds_of(a));
+    bb = std::min(bb, seconds_of(b));
   }
-  return best;
+  return {ba, bb};
 }
 
 struct Shape {
@@ -42,7 +50,7 @@ struct Shape {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  int reps = quick ? 2 : 5;
+  int reps = quick ? 3 : 10;
   std::printf("GEMM: ours vs raw OpenBLAS sgemm (%d threads, %s)\n", vg::num_threads(), vg::blas_name().c_str());
 #if !VG_HAVE_BLAS
   std::printf("no BLAS in this build: nothing to compare against. Install libopenblas-dev and rebuild.\n");
@@ -71,19 +79,21 @@ int main(int argc, char** argv) {
     for (auto& x : A) x = d(g);
     for (auto& x : B) x = d(g);
     const double flops = 2.0 * s.M * s.N * s.K;
-    double t_ours = best_seconds([&] {
-      if (!s.tA && s.tB)  // the forward goes through the linear layer exactly as the model runs it
-        vg::linear_forward<float>(A.data(), B.data(), nullptr, C.data(), s.M, s.K, s.N);
-      else
-        vg::gemm<float>(s.tA, s.tB, s.M, s.N, s.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), s.N);
-    }, reps);
-    double t_blas = best_seconds([&] {
-      cblas_sgemm(CblasRowMajor, s.tA ? CblasTrans : CblasNoTrans, s.tB ? CblasTrans : CblasNoTrans, s.M, s.N, s.K,
-                  1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), s.N);
-    }, reps);
-    double t_builtin = best_seconds([&] {
+    auto [t_ours, t_blas] = best_interleaved(
+        [&] {
+          if (!s.tA && s.tB)  // the forward goes through the linear layer exactly as the model runs it
+            vg::linear_forward<float>(A.data(), B.data(), nullptr, C.data(), s.M, s.K, s.N);
+          else
+            vg::gemm<float>(s.tA, s.tB, s.M, s.N, s.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), s.N);
+        },
+        [&] {
+          cblas_sgemm(CblasRowMajor, s.tA ? CblasTrans : CblasNoTrans, s.tB ? CblasTrans : CblasNoTrans, s.M, s.N, s.K,
+                      1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), s.N);
+        },
+        reps);
+    double t_builtin = seconds_of([&] {
       vg::gemm_builtin<float>(s.tA, s.tB, s.M, s.N, s.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), s.N);
-    }, quick ? 1 : 2);
+    });
     double ratio = t_blas / t_ours;
     worst = std::min(worst, ratio);
     std::printf("%-14s %6lld %6lld %6lld | %9.1f %9.1f %6.1f%% | %9.1f\n", s.what, (long long)s.M, (long long)s.N,
