@@ -32,6 +32,9 @@ export class DatasetPromptSource implements PromptSource {
   restore(cursor: unknown): void {
     this.dataset.restore(cursor as DatasetState);
   }
+  metrics(): Record<string, number> {
+    return this.dataset.metrics();
+  }
 }
 
 /** Loads the train (and validation) datasets the config names, prepared for `model`. */

@@ -257,10 +257,11 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
       extra['rollout_correction/weight_mean'] = sw / Math.max(1, n);
     }
     for (const [k, v] of Object.entries(errors)) extra[`reward_errors/${k}`] = v;
+    for (const [k, v] of Object.entries(this.#prompts!.metrics?.() ?? {})) extra[k] = v;
     const metrics: StepMetrics = {
       step: this.#step,
       time: (Date.now() - this.#t0) / 1000,
-      epoch: 0,
+      epoch: Number(this.#prompts!.metrics?.()['data/epoch'] ?? 0),
       reward: stats(kept.map((r) => r.reward)),
       rewards,
       accuracy: names.includes('accuracy') ? rewards.accuracy!.mean : null,

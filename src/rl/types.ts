@@ -24,6 +24,8 @@ export interface PromptSource {
   next(n: number): Promise<PreparedPrompt[]>;
   cursor(): unknown;
   restore(cursor: unknown): void;
+  /** Optional counters for the step metrics (e.g. skipped rows by reason). */
+  metrics?(): Record<string, number>;
 }
 
 /** One completion of one prompt. */

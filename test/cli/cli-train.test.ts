@@ -52,6 +52,7 @@ describe('vlm-grpo CLI', () => {
     expect(metrics.map((m) => m.step)).toEqual([1, 2]);
     expect(Object.keys(metrics[0].rewards).sort()).toEqual(['accuracy', 'format']);
     expect(metrics[0].extra['eval/accuracy']).toBeUndefined();
+    expect(metrics[0].extra['data/skipped_total']).toBe(0);
     expect(typeof metrics[1].extra['eval/accuracy']).toBe('number');  // evalEvery: 2 on the held-out row
     expect(readdirSync(join(out, 'rollouts'))).toHaveLength(2);
     expect(existsSync(join(out, 'report.html'))).toBe(true);
