@@ -29,7 +29,10 @@ function workspace(): string {
     { id: 'r3', conversations: [{ from: 'human', value: 'What is 1 + 1?' }, { from: 'gpt', value: '2' }] },
     { id: 'r4', image: ['a.png', 'b.png'], conversations: [{ from: 'human', value: '<image> and <image>: how many?' }, { from: 'gpt', value: '5' }] },
   ];
-  writeFileSync(join(d, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  // Two broken rows: a malformed line and a missing image; they are skipped, warned about and counted.
+  const lines = rows.map((r) => JSON.stringify(r));
+  lines.splice(2, 0, '{"id": "bad", "conversations": [', JSON.stringify({ id: 'gone', image: 'missing.png', conversations: [{ from: 'human', value: '<image>?' }, { from: 'gpt', value: '1' }] }));
+  writeFileSync(join(d, 'train.jsonl'), lines.join('\n') + '\n');
   writeFileSync(join(d, 'run.yaml'), [
     `model:\n  path: ${model}`,
     'data:\n  train:\n    - path: train.jsonl\n      imageFolder: images\n  maxPixels: 12544\n  promptTemplate: r1\n  validationSplit: 0.25',
@@ -52,7 +55,9 @@ describe('vlm-grpo CLI', () => {
     expect(metrics.map((m) => m.step)).toEqual([1, 2]);
     expect(Object.keys(metrics[0].rewards).sort()).toEqual(['accuracy', 'format']);
     expect(metrics[0].extra['eval/accuracy']).toBeUndefined();
-    expect(metrics[0].extra['data/skipped_total']).toBe(0);
+    expect(metrics[0].extra['data/skipped_total']).toBe(2);
+    expect(r.stderr).toMatch(/train\.jsonl:3/);        // the malformed line, named by file and line
+    expect(r.stderr).toMatch(/missing\.png/);
     expect(typeof metrics[1].extra['eval/accuracy']).toBe('number');  // evalEvery: 2 on the held-out row
     expect(readdirSync(join(out, 'rollouts'))).toHaveLength(2);
     expect(existsSync(join(out, 'report.html'))).toBe(true);
