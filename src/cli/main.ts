@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { VlmGrpoError } from '../errors.js';
 import { packageRoot } from '../native/binding.js';
 import { UsageError } from './args.js';
+import { dataCommand } from './data.js';
 import { runDoctor } from './doctor.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
@@ -21,6 +22,7 @@ Usage:
   vlm-grpo eval --model DIR --data FILE [--reward accuracy] [--samples K]   accuracy / pass@k of a model
   vlm-grpo generate --model DIR --prompt TEXT [--image PATH]...       generate completions
   vlm-grpo report RUN_DIR                                             write RUN_DIR/report.html
+  vlm-grpo data synth-counting|init-model --out DIR [options]        demo counting data set / tiny Qwen2.5-VL model
   vlm-grpo doctor        print Node, OS, CPU features, threads, BLAS, CUDA and the loaded native build
   vlm-grpo --version     print the version
   vlm-grpo COMMAND --help   options of one command
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   generate: generateCommand,
   report: reportCommand,
+  data: dataCommand,
   sft: sftCommand,
 };
 
