@@ -7,6 +7,7 @@ import { VlmGrpoError } from '../errors.js';
 import { packageRoot } from '../native/binding.js';
 import { UsageError } from './args.js';
 import { dataCommand } from './data.js';
+import { demoCommand } from './demo.js';
 import { runDoctor } from './doctor.js';
 import { evalCommand } from './eval.js';
 import { generateCommand } from './generate.js';
@@ -17,6 +18,7 @@ import { trainCommand } from './train.js';
 const HELP = `vlm-grpo — train vision-language models with GRPO on a native C++/CUDA core
 
 Usage:
+  vlm-grpo demo [--out DIR] [--seed N]                               the visual-counting demo: SFT warm start, GRPO, accuracy table
   vlm-grpo train --config run.yaml [--set key=value]... [--resume]   GRPO training
   vlm-grpo sft --config sft.yaml [--set key=value]... [--resume]     supervised fine-tuning (e.g. a warm start)
   vlm-grpo eval --model DIR --data FILE [--reward accuracy] [--samples K]   accuracy / pass@k of a model
@@ -42,6 +44,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   generate: generateCommand,
   report: reportCommand,
+  demo: demoCommand,
   data: dataCommand,
   sft: sftCommand,
 };
