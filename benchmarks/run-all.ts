@@ -15,6 +15,15 @@ const steps: { title: string; cmd: string; args: string[] }[] = [
   { title: 'Log-prob gather: chunked vs full logits (peak memory)', cmd: process.execPath, args: ['--import', 'tsx', join(packageRoot, 'benchmarks', 'logprob-memory.ts'), ...(quick ? ['--quick'] : [])] },
 ];
 
+// Whole model vs PyTorch: needs Debian's python3-torch under /usr/bin/python3; skipped with the reason otherwise.
+const torchProbe = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { encoding: 'utf8' });
+if (torchProbe.status === 0) {
+  steps.push({ title: 'Model: training step and KV-cached generation vs PyTorch', cmd: process.execPath, args: ['--import', 'tsx', join(packageRoot, 'benchmarks', 'model-vs-torch.ts'), ...(quick ? ['--quick'] : [])] });
+} else {
+  const why = torchProbe.error ? torchProbe.error.message : (torchProbe.stderr.trim().split('\n').pop() ?? `exit ${torchProbe.status}`);
+  console.log(`\n=== Model vs PyTorch ===\nskipped: /usr/bin/python3 cannot import torch (${why}); install Debian's python3-torch and libopenblas0-pthread`);
+}
+
 let failed = 0;
 for (const s of steps) {
   console.log(`\n=== ${s.title} ===`);
