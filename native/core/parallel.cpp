@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -28,6 +29,7 @@ class ThreadPool {
     std::lock_guard<std::mutex> busy(run_mutex_);
     stop_workers();
     stopping_ = false;
+    stopping_flag_.store(false, std::memory_order_release);
     for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
   }
 
@@ -51,13 +53,18 @@ class ThreadPool {
       job_step_ = step;
       next_.store(begin);
       error_ = nullptr;
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      error_begin_ = INT64_MAX;
+      pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);  // publishes the job fields to spinning workers
     }
     cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    // Workers usually finish within microseconds of us: spin briefly before sleeping.
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lk(m_);
+      done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    std::lock_guard<std::mutex> lk(m_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -71,9 +78,27 @@ class ThreadPool {
       try {
         (*job_)(b, e);
       } catch (...) {
+        // Keep the error of the lowest chunk, so which error surfaces does not depend on the thread count.
         std::lock_guard<std::mutex> lk(m_);
-        if (!error_) error_ = std::current_exception();
+        if (!error_ || b < error_begin_) {
+          error_ = std::current_exception();
+          error_begin_ = b;
+        }
       }
+    }
+  }
+
+  // Polls `ready` for up to ~50 µs (a decode step issues hundreds of short parallel_for calls; sleeping and
+  // waking a thread for each costs more than the work). Returns whether it became true.
+  template <typename Ready>
+  static bool spin_until(Ready ready) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    for (int i = 0;; ++i) {
+      if (ready()) return true;
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return false;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
     }
   }
 
@@ -81,15 +106,17 @@ class ThreadPool {
     in_worker_ = true;
     uint64_t seen = 0;
     for (;;) {
-      {
+      if (!spin_until([&] { return stopping_flag_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
+        cv_.wait(lk, [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
       }
+      if (stopping_flag_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
       work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(m_);  // taken so the caller cannot miss the notification
+        done_cv_.notify_one();
+      }
     }
   }
 
@@ -97,6 +124,7 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lk(m_);
       stopping_ = true;
+      stopping_flag_.store(true, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -111,9 +139,11 @@ class ThreadPool {
   int64_t job_begin_ = 0, job_end_ = 0, job_step_ = 1;
   std::atomic<int64_t> next_{0};
   std::exception_ptr error_;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  int64_t error_begin_ = INT64_MAX;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};
   static thread_local bool in_worker_;
 };
 

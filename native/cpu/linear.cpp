@@ -2,11 +2,16 @@
 
 #include "core/parallel.h"
 #include "cpu/gemm.h"
+#include "cpu/skinny_linear.h"
 
 namespace vg {
 
 template <typename T>
 void linear_forward(const T* x, const T* W, const T* bias, T* y, int64_t n, int64_t in, int64_t out) {
+  if (n <= kSkinnyMaxRows) {  // decoding: stream the weights once instead of letting the BLAS pack them
+    skinny_linear<T>(x, W, bias, y, n, in, out);
+    return;
+  }
   if (bias) {
     parallel_for(0, n, 64, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)

@@ -146,7 +146,7 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
     const int64_t A = static_cast<int64_t>(active.size());
     // Sample the next token of every active sequence from its hidden state.
     logits.resize(A * V);
-    gemm<float>(false, true, A, V, H, 1.f, hidden.data(), H, p.lm_head, H, 0.f, logits.data(), V);
+    linear_forward<float>(hidden.data(), p.lm_head, nullptr, logits.data(), A, H, V);  // few rows: streamed, not packed
     seq_ids.resize(A);
     steps.assign(A, static_cast<uint32_t>(step));
     for (int64_t a = 0; a < A; ++a) seq_ids[a] = opt.sequence_id_base + static_cast<uint32_t>(active[a]);

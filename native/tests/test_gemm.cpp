@@ -111,3 +111,27 @@ VG_TEST(linear_forward_backward_finite_differences) {
   for (size_t i = 0; i < W.size(); ++i) VG_EXPECT(std::fabs(fd(W, i) - dW[i]) < 1e-7, "dW[", i, "]");
   for (size_t i = 0; i < b.size(); ++i) VG_EXPECT(std::fabs(fd(b, i) - db[i]) < 1e-7, "db[", i, "]");
 }
+
+VG_TEST(linear_few_rows_uses_the_streaming_kernel_correctly) {
+  // rows <= 16 go through skinny_linear: every row count, odd widths (tails), with and without bias, float and
+  // double, against a plain double loop.
+  auto g = vgtest::rng(5);
+  for (int64_t rows = 1; rows <= 17; ++rows) {
+    for (auto io : {std::pair<int64_t, int64_t>{37, 5}, {64, 130}, {100, 1}}) {
+      const int64_t in = io.first, out = io.second;
+      auto x = vgtest::randn<float>(rows * in, g), W = vgtest::randn<float>(out * in, g), b = vgtest::randn<float>(out, g);
+      for (bool with_bias : {false, true}) {
+        std::vector<float> y(rows * out);
+        linear_forward<float>(x.data(), W.data(), with_bias ? b.data() : nullptr, y.data(), rows, in, out);
+        std::vector<double> ref(rows * out);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < out; ++o) {
+            double s = with_bias ? b[o] : 0.0;
+            for (int64_t k = 0; k < in; ++k) s += double(x[r * in + k]) * W[o * in + k];
+            ref[r * out + o] = s;
+          }
+        VG_EXPECT_ALLCLOSE(y.data(), ref.data(), y.size(), 1e-4, 1e-4);
+      }
+    }
+  }
+}
