@@ -120,7 +120,8 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
   VG_CHECK_ARG(b.cu_seqlens[0] == 0 && b.cu_seqlens[b.num_seqs] == N, "decoder_forward: cu_seqlens must run from 0 to ",
                N, ", got ", b.cu_seqlens[0], "..", b.cu_seqlens[b.num_seqs]);
   // Embedding lookup; image-pad positions take the next row of image_embeds.
-  std::vector<T> x(N * H);
+  std::vector<T>& x = acts.x;
+  x.resize(N * H);
   int64_t img = 0;
   for (int64_t n = 0; n < N; ++n) {
     const int32_t id = b.input_ids[n];
@@ -143,12 +144,12 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
   acts.layers.resize(t.layers);
   for (int64_t l = 0; l < t.layers; ++l) {
     LayerActs<T>& a = acts.layers[l];
-    a.x_in = std::move(x);
+    a.x_in.swap(x);  // x takes over the layer's old buffer (reused capacity) and receives the layer's output
     layer_forward(cfg, p.layers[l], b, acts, a, x, layer_sites(lora, l), lora ? lora->run : LoraRun{});
     if (acts.recompute) a.clear_all_but_input();
     if (acts.kv_only) a.keep_only_kv();
   }
-  acts.x_final = std::move(x);
+  acts.x_final.swap(x);
   acts.rstd_f.resize(N);
   acts.hidden.resize(N * H);
   rms_norm_forward(acts.x_final.data(), p.final_norm, acts.hidden.data(), acts.rstd_f.data(), N, H, t.rms_eps);
@@ -160,8 +161,13 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
                 I = t.intermediate;
-  std::vector<T> dx(N * H), tmp(N * H), dmid(N * H), dact(N * I), dgate(N * I), dup(N * I), dattn(N * qd),
-      dq(N * qd), dk(N * kvd), dv(N * kvd), dxn(N * H), scratch;
+  auto& gr = acts.grad;  // reused buffers; every one is fully overwritten before it is read
+  for (auto* v : {&gr.dx, &gr.tmp, &gr.dmid, &gr.dxn}) v->resize(N * H);
+  for (auto* v : {&gr.dact, &gr.dgate, &gr.dup}) v->resize(N * I);
+  for (auto* v : {&gr.dattn, &gr.dq}) v->resize(N * qd);
+  for (auto* v : {&gr.dk, &gr.dv}) v->resize(N * kvd);
+  std::vector<T>&dx = gr.dx, &tmp = gr.tmp, &dmid = gr.dmid, &dact = gr.dact, &dgate = gr.dgate, &dup = gr.dup,
+  &dattn = gr.dattn, &dq = gr.dq, &dk = gr.dk, &dv = gr.dv, &dxn = gr.dxn, &scratch = gr.scratch;
   rms_norm_backward(acts.x_final.data(), p.final_norm, acts.rstd_f.data(), dhidden.data(), dx.data(), g.final_norm, N, H);
   const AttentionDims dims = text_attention_dims(t, b);
   for (int64_t l = t.layers - 1; l >= 0; --l) {

@@ -44,6 +44,11 @@ struct DecoderActs {
   std::vector<T> rstd_f, hidden; // final RMSNorm statistics and output (the LM head's input)
   bool recompute = false;       // gradient checkpointing: layers keep only x_in
   bool kv_only = false;         // prefill for generation: layers keep only k and v (post-RoPE)
+  // Buffers reused from call to call (fresh vectors every step cost page faults and zero-filling).
+  std::vector<T> x;             // the residual stream between layers
+  struct Grads {
+    std::vector<T> dx, tmp, dmid, dact, dgate, dup, dattn, dq, dk, dv, dxn, scratch;
+  } grad;
 };
 
 // Forward. image_embeds: [number of image-pad tokens in the batch, H] placed in order (may be null when there

@@ -150,7 +150,7 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
   opt_ = opt;
   pending_ = opt.keep_for_backward && opt.targets;
   if (!opt.keep_for_backward) {
-    dacts_ = DecoderActs<T>();
+    // Keep the decoder buffers (their capacity is reused by the next forward); drop the vision ones.
     vacts_ = VisionActs<T>();
   } else if (pending_lora_ && !lora_->any_vision()) {
     vacts_ = VisionActs<T>();  // frozen vision tower without adapters: its backward never runs
@@ -176,7 +176,8 @@ void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision
   const ModelView<T>& g = lora_mode ? frozen : gview_;
   const LoraView<T>* lv = lora_mode ? &lview_ : nullptr;
   const int64_t N = batch_.num_tokens, H = cfg_.text.hidden, V = cfg_.text.vocab_size;
-  std::vector<T> dhidden(N * H);
+  std::vector<T>& dhidden = dhidden_;
+  dhidden.resize(N * H);
   VG_CHECK_ARG(!dentropy || opt_.want_entropy, "backward: entropy gradients need a forward with entropy");
   logprob_backward(dacts_.hidden.data(), view_.lm_head, targets_.data(), lse_.data(), dlogprobs, dentropy,
                    dentropy ? entropy_.data() : static_cast<const T*>(nullptr), dhidden.data(), g.lm_head, N, H, V,
@@ -186,8 +187,7 @@ void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision
   std::vector<T> dimg(vision_grads ? image_tokens_ * H : 0);
   decoder_backward(cfg_, view_, g, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr), lv);
   if (vision_grads) vision_backward(cfg_, view_, g, vin_, vacts_, dimg.data(), lv);
-  dacts_ = DecoderActs<T>();
-  vacts_ = VisionActs<T>();
+  vacts_ = VisionActs<T>();  // the decoder buffers are kept: the next step reuses their capacity
 }
 
 template class Model<float>;

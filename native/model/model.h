@@ -101,6 +101,7 @@ class Model {
   DecoderActs<T> dacts_;
   VisionActs<T> vacts_;
   std::vector<T> lse_, entropy_;
+  std::vector<T> dhidden_;  // reused between backward calls
   ForwardOptions opt_{};
   int64_t image_tokens_ = 0;
   std::shared_ptr<LoraAdapters<T>> lora_;
