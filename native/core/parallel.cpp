@@ -167,7 +167,7 @@ ThreadPool& pool() {
   if (!g_pool) {
     g_threads = default_threads();
     g_pool = std::make_unique<ThreadPool>(g_threads);
-    blas_set_num_threads(g_threads);
+    blas_set_num_threads(1);  // GEMMs are split over this pool (cpu/gemm.cpp); the BLAS itself stays single-threaded
   }
   return *g_pool;
 }
@@ -187,7 +187,6 @@ void set_num_threads(int n) {
     p.resize(n);
     g_threads = n;
   }
-  blas_set_num_threads(n);
 }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -88,7 +88,24 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, co
   check_dims(transA, transB, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
 #if VG_HAVE_BLAS
-  blas_gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // The BLAS runs single-threaded inside our own pool: each thread multiplies a block of rows (or of columns) of C.
+  // Its own worker threads would otherwise busy-wait after every call and steal the cores from the element-wise
+  // kernels that follow; and each element is computed the same way whatever the thread count.
+  constexpr int64_t kMinBlock = 64;
+  const int64_t threads = num_threads();
+  if (threads > 1 && M >= 2 * kMinBlock && 2.0 * M * N * K >= 2.0e6) {
+    const int64_t block = std::max(kMinBlock, (M + threads - 1) / threads);
+    parallel_for(0, M, block, [&](int64_t i0, int64_t i1) {
+      blas_gemm(transA, transB, i1 - i0, N, K, alpha, transA ? A + i0 : A + i0 * lda, lda, B, ldb, beta, C + i0 * ldc, ldc);
+    });
+  } else if (threads > 1 && N >= 2 * kMinBlock && 2.0 * M * N * K >= 2.0e6) {
+    const int64_t block = std::max(kMinBlock, (N + threads - 1) / threads);
+    parallel_for(0, N, block, [&](int64_t j0, int64_t j1) {
+      blas_gemm(transA, transB, M, j1 - j0, K, alpha, A, lda, transB ? B + j0 * ldb : B + j0, ldb, beta, C + j0, ldc);
+    });
+  } else {
+    blas_gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
 #else
   builtin_impl(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
