@@ -27,15 +27,17 @@ double seconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Best time of each of two functions over `reps` rounds, alternating them inside every round so that load
-// from other processes hits both alike.
+// Best time of each of two functions, measured in alternating blocks (a a a, b b b, a a a, ...) so that load from
+// other processes hits both alike, while the BLAS's own worker threads (woken by the baseline and left spinning
+// for a while after it) rarely overlap our runs: the first run after a switch is discarded.
 std::pair<double, double> best_interleaved(const std::function<void()>& a, const std::function<void()>& b, int reps) {
-  a();
-  b();  // warm-up
   double ba = 1e30, bb = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    ba = std::min(ba, seconds_of(a));
-    bb = std::min(bb, seconds_of(b));
+  const int per_block = 3;
+  for (int blk = 0; blk < std::max(1, reps / per_block); ++blk) {
+    a();
+    for (int r = 0; r < per_block; ++r) ba = std::min(ba, seconds_of(a));
+    b();
+    for (int r = 0; r < per_block; ++r) bb = std::min(bb, seconds_of(b));
   }
   return {ba, bb};
 }
@@ -50,7 +52,7 @@ struct Shape {
 
 int main(int argc, char** argv) {
   bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  int reps = quick ? 3 : 10;
+  int reps = quick ? 6 : 12;
   std::printf("GEMM: ours vs raw OpenBLAS sgemm (%d threads, %s)\n", vg::num_threads(), vg::blas_name().c_str());
 #if !VG_HAVE_BLAS
   std::printf("no BLAS in this build: nothing to compare against. Install libopenblas-dev and rebuild.\n");
