@@ -30,6 +30,8 @@ export interface DemoOptions {
   grpoSteps?: number;
   /** Continue SFT instead of GRPO for the same wall time (the honest baseline R1-V compared against). */
   sftInsteadOfGrpo?: boolean;
+  /** GRPO knobs for tuning: learning rate, prompts per step, group size, weight of the format reward. */
+  grpo?: { lr?: number; promptsPerStep?: number; groupSize?: number; formatWeight?: number; temperature?: number };
   log?: (line: string) => void;
   onPhase?: (phase: string, done: number, total: number) => void;
 }
@@ -133,10 +135,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const grpo = new GrpoTrainer({
       model: { path: startDir },
       data: { ...common.data },
-      rewards: [{ name: 'accuracy', weight: 1 }, { name: 'format', weight: 0.2 }],
-      rollout: { groupSize: sz.groupSize, promptsPerStep: sz.promptsPerStep, maxNewTokens: 24, temperature: 1 },
+      rewards: [{ name: 'accuracy', weight: 1 }, { name: 'format', weight: o.grpo?.formatWeight ?? 0.2 }],
+      rollout: { groupSize: o.grpo?.groupSize ?? sz.groupSize, promptsPerStep: o.grpo?.promptsPerStep ?? sz.promptsPerStep, maxNewTokens: 24, temperature: o.grpo?.temperature ?? 1 },
       algorithm: { clipLow: 0.2, clipHigh: 0.28, klCoef: 0, lossAgg: 'token-mean' },
-      optim: { lr: 2e-4, microBatchSize: 64, maxGradNorm: 1 },
+      optim: { lr: o.grpo?.lr ?? 2e-4, microBatchSize: 64, maxGradNorm: 1 },
       train: { ...common.train, steps: sz.grpoSteps, outDir: runDir, saveEvery: Math.max(1, Math.floor(sz.grpoSteps / 2)) },
     }, {});
     grpo.on('step', (m: StepMetrics) => o.onPhase?.(`GRPO (reward ${m.reward.mean.toFixed(2)})`, m.step, sz.grpoSteps));
