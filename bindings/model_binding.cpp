@@ -107,6 +107,32 @@ struct ForwardJob {
   int64_t num_images = 0, num_windows = 0, num_patches = 0;
   vg::ForwardOptions opt;
   bool has_targets = false, has_vision = false;
+
+  // Views of the copied inputs for the native calls (valid while the job lives).
+  vg::PackedBatch batch() const {
+    vg::PackedBatch b;
+    b.num_tokens = static_cast<int64_t>(ids.size());
+    b.num_seqs = static_cast<int64_t>(cu.size()) - 1;
+    b.input_ids = ids.data();
+    b.positions = positions.data();
+    b.cu_seqlens = cu.data();
+    return b;
+  }
+  vg::VisionInput vision() const {
+    vg::VisionInput v;
+    if (!has_vision) return v;
+    v.num_patches = num_patches;
+    v.pixel_values = pixels.data();
+    v.pos_ids = pos_ids.data();
+    v.num_images = num_images;
+    v.cu_seqlens = img_cu.data();
+    if (!win.empty()) {
+      v.window_index = win.data();
+      v.num_windows = num_windows;
+      v.cu_window_seqlens = win_cu.data();
+    }
+    return v;
+  }
 };
 
 ForwardJob read_forward(const Napi::Object& o, const vg::ModelConfig& cfg) {
@@ -213,25 +239,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto m = live(env);
     auto job = std::make_shared<ForwardJob>(read_forward(arg_object(info, "forward"), m->config()));
     return worker_->submit(env, [m, job]() -> NativeWorker::Finisher {
-      vg::PackedBatch b;
-      b.num_tokens = static_cast<int64_t>(job->ids.size());
-      b.num_seqs = static_cast<int64_t>(job->cu.size()) - 1;
-      b.input_ids = job->ids.data();
-      b.positions = job->positions.data();
-      b.cu_seqlens = job->cu.data();
-      vg::VisionInput vin;
-      if (job->has_vision) {
-        vin.num_patches = job->num_patches;
-        vin.pixel_values = job->pixels.data();
-        vin.pos_ids = job->pos_ids.data();
-        vin.num_images = job->num_images;
-        vin.cu_seqlens = job->img_cu.data();
-        if (!job->win.empty()) {
-          vin.window_index = job->win.data();
-          vin.num_windows = job->num_windows;
-          vin.cu_window_seqlens = job->win_cu.data();
-        }
-      }
+      const vg::PackedBatch b = job->batch();
+      const vg::VisionInput vin = job->vision();
       job->opt.targets = job->has_targets ? job->targets.data() : nullptr;
       auto r = std::make_shared<vg::ForwardResult<float>>(m->forward(b, job->has_vision ? &vin : nullptr, job->opt));
       return [r](Napi::Env env) -> Napi::Value {
@@ -500,25 +509,8 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   opt->adapters = get_bool(o, "adapters", true);
   opt->merge_adapters = get_bool(o, "mergeAdapters", true);
   return worker_->submit(env, [m, job, deltas, opt]() -> NativeWorker::Finisher {
-    vg::PackedBatch b;
-    b.num_tokens = static_cast<int64_t>(job->ids.size());
-    b.num_seqs = static_cast<int64_t>(job->cu.size()) - 1;
-    b.input_ids = job->ids.data();
-    b.positions = job->positions.data();
-    b.cu_seqlens = job->cu.data();
-    vg::VisionInput vin;
-    if (job->has_vision) {
-      vin.num_patches = job->num_patches;
-      vin.pixel_values = job->pixels.data();
-      vin.pos_ids = job->pos_ids.data();
-      vin.num_images = job->num_images;
-      vin.cu_seqlens = job->img_cu.data();
-      if (!job->win.empty()) {
-        vin.window_index = job->win.data();
-        vin.num_windows = job->num_windows;
-        vin.cu_window_seqlens = job->win_cu.data();
-      }
-    }
+    const vg::PackedBatch b = job->batch();
+    const vg::VisionInput vin = job->vision();
     auto seqs = std::make_shared<std::vector<vg::GeneratedSequence>>(
         vg::generate(*m, b, deltas->data(), job->has_vision ? &vin : nullptr, *opt));
     return [seqs](Napi::Env env) -> Napi::Value {
