@@ -31,7 +31,7 @@ export interface DemoOptions {
   /** Continue SFT instead of GRPO for the same wall time (the honest baseline R1-V compared against). */
   sftInsteadOfGrpo?: boolean;
   /** GRPO knobs for tuning: learning rate, prompts per step, group size, weight of the format reward. */
-  grpo?: { lr?: number; promptsPerStep?: number; groupSize?: number; formatWeight?: number; temperature?: number };
+  grpo?: { lr?: number; promptsPerStep?: number; groupSize?: number; formatWeight?: number; temperature?: number; klCoef?: number };
   log?: (line: string) => void;
   onPhase?: (phase: string, done: number, total: number) => void;
 }
@@ -137,7 +137,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       data: { ...common.data },
       rewards: [{ name: 'accuracy', weight: 1 }, { name: 'format', weight: o.grpo?.formatWeight ?? 0.2 }],
       rollout: { groupSize: o.grpo?.groupSize ?? sz.groupSize, promptsPerStep: o.grpo?.promptsPerStep ?? sz.promptsPerStep, maxNewTokens: 24, temperature: o.grpo?.temperature ?? 1 },
-      algorithm: { clipLow: 0.2, clipHigh: 0.28, klCoef: 0, lossAgg: 'token-mean' },
+      algorithm: { clipLow: 0.2, clipHigh: 0.28, klCoef: o.grpo?.klCoef ?? 0, lossAgg: 'token-mean' },
       optim: { lr: o.grpo?.lr ?? 2e-4, microBatchSize: 64, maxGradNorm: 1 },
       train: { ...common.train, steps: sz.grpoSteps, outDir: runDir, saveEvery: Math.max(1, Math.floor(sz.grpoSteps / 2)) },
     }, {});
