@@ -19,13 +19,14 @@ export const EVAL_USAGE = `Usage: vlm-grpo eval --model DIR --data FILE [options
   --limit N              evaluate the first N prompts only
   --batch N              prompts per generate call (default 8)
   --pass-threshold R     reward counted as correct (default 1)
+  --group-by COLUMN      also report accuracy per value of a data column (e.g. question_type, data_source)
   --json                 print the result as JSON`;
 
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     model: { type: 'string' }, data: { type: 'string', multiple: true }, 'image-folder': { type: 'string' }, reward: { type: 'string' },
     template: { type: 'string' }, samples: { type: 'string' }, temperature: { type: 'string' }, 'max-new-tokens': { type: 'string' },
-    limit: { type: 'string' }, batch: { type: 'string' }, 'pass-threshold': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' },
+    limit: { type: 'string' }, batch: { type: 'string' }, 'pass-threshold': { type: 'string' }, 'group-by': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' },
   }, EVAL_USAGE);
   if (values.help) {
     console.log(EVAL_USAGE);
@@ -49,6 +50,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       seed: 0,
       passThreshold: numOption(values['pass-threshold'], 'pass-threshold', 1),
       ...(values.limit ? { limit: intOption(values.limit, 'limit', 0, 1) } : {}),
+      ...(values['group-by'] ? { groupBy: values['group-by'] } : {}),
       onProgress: (d, t) => { if (!values.json) process.stderr.write(`\reval ${d}/${t}`); },
     });
     if (!values.json) process.stderr.write('\n');
@@ -56,6 +58,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     else {
       console.log(`prompts ${res.prompts}  accuracy ${(res.accuracy * 100).toFixed(1)}%  mean reward ${res.meanReward.toFixed(4)}${samples > 1 ? `  pass@${samples} ${(res.passAtK * 100).toFixed(1)}%` : ''}`);
       for (const [k, v] of Object.entries(res.perReward)) console.log(`  ${k}: ${v.toFixed(4)}`);
+      for (const [k, g] of Object.entries(res.groups ?? {})) console.log(`  ${values['group-by']}=${k}: ${g.prompts} prompts, accuracy ${(g.accuracy * 100).toFixed(1)}%`);
     }
     return 0;
   } finally {

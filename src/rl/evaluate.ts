@@ -21,6 +21,8 @@ export interface EvalOptions {
   seed: number;
   /** A completion counts as correct when its reward is >= this (default 1). */
   passThreshold?: number;
+  /** Also report accuracy per value of this row column (e.g. a question type or data source). */
+  groupBy?: string;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -34,6 +36,8 @@ export interface EvalResult {
   passAtK: number;
   samples: number;
   perReward: Record<string, number>;
+  /** With groupBy: per value of that column, the prompts, accuracy and pass@k among them. */
+  groups?: Record<string, { prompts: number; accuracy: number; passAtK: number }>;
   /** Per prompt: id, first completion, its reward and whether any completion passed. */
   details: { id: string; completion: string; reward: number; pass: boolean }[];
 }
@@ -44,6 +48,7 @@ export async function evaluate(model: VlmModel, dataset: PromptDataset, scorer: 
   const details: EvalResult['details'] = [];
   const perRewardSum: Record<string, number> = {};
   let rewardSum = 0, correct = 0, passed = 0, done = 0;
+  const groups = new Map<string, { prompts: number; correct: number; passed: number }>();
   while (done < total) {
     const n = Math.min(opts.batchSize, total - done);
     const prompts = (await dataset.next(n)).map(toTrainerPrompt);
@@ -62,6 +67,14 @@ export async function evaluate(model: VlmModel, dataset: PromptDataset, scorer: 
       let any = false;
       for (let s = 0; s < opts.samples; s++) any ||= scores.total[first + s]! >= threshold;
       if (any) passed++;
+      if (opts.groupBy !== undefined) {
+        const key = String(p.row[opts.groupBy] ?? '(none)');
+        const g = groups.get(key) ?? { prompts: 0, correct: 0, passed: 0 };
+        g.prompts++;
+        if (r >= threshold) g.correct++;
+        if (any) g.passed++;
+        groups.set(key, g);
+      }
       for (const name of scorer.names) perRewardSum[name] = (perRewardSum[name] ?? 0) + scores.perReward[name]![first]!;
       details.push({ id: p.id, completion: gens[first]!.text, reward: r, pass: any });
     });
@@ -70,5 +83,10 @@ export async function evaluate(model: VlmModel, dataset: PromptDataset, scorer: 
   }
   const perReward: Record<string, number> = {};
   for (const [k, v] of Object.entries(perRewardSum)) perReward[k] = v / Math.max(1, done);
-  return { prompts: done, meanReward: rewardSum / Math.max(1, done), accuracy: correct / Math.max(1, done), passAtK: passed / Math.max(1, done), samples: opts.samples, perReward, details };
+  const result: EvalResult = { prompts: done, meanReward: rewardSum / Math.max(1, done), accuracy: correct / Math.max(1, done), passAtK: passed / Math.max(1, done), samples: opts.samples, perReward, details };
+  if (opts.groupBy !== undefined) {
+    result.groups = {};
+    for (const [k, g] of [...groups].sort(([a], [b]) => a.localeCompare(b))) result.groups[k] = { prompts: g.prompts, accuracy: g.correct / g.prompts, passAtK: g.passed / g.prompts };
+  }
+  return result;
 }

@@ -24,9 +24,9 @@ function workspace(): string {
   copyFileSync(join(FIXTURES, 'tiny-a', 'image1.png'), join(d, 'images', 'a.png'));
   copyFileSync(join(FIXTURES, 'tiny-a', 'image2.png'), join(d, 'images', 'b.png'));
   const rows = [
-    { id: 'r1', image: 'a.png', conversations: [{ from: 'human', value: '<image>How many shapes?' }, { from: 'gpt', value: '3' }] },
+    { id: 'r1', kind: 'shapes', image: 'a.png', conversations: [{ from: 'human', value: '<image>How many shapes?' }, { from: 'gpt', value: '3' }] },
     { id: 'r2', image: 'b.png', conversations: [{ from: 'human', value: '<image>Count them.' }, { from: 'gpt', value: '2' }] },
-    { id: 'r3', conversations: [{ from: 'human', value: 'What is 1 + 1?' }, { from: 'gpt', value: '2' }] },
+    { id: 'r3', kind: 'math', conversations: [{ from: 'human', value: 'What is 1 + 1?' }, { from: 'gpt', value: '2' }] },
     { id: 'r4', image: ['a.png', 'b.png'], conversations: [{ from: 'human', value: '<image> and <image>: how many?' }, { from: 'gpt', value: '5' }] },
   ];
   // Two broken rows: a malformed line and a missing image; they are skipped, warned about and counted.
@@ -74,6 +74,10 @@ describe('vlm-grpo CLI', () => {
     const res = JSON.parse(ev.stdout.trim().split('\n').pop()!);
     expect(res.prompts).toBe(4);
     expect(res.accuracy).toBeGreaterThanOrEqual(0);
+    const grouped = run(['eval', '--model', ck, '--data', 'train.jsonl', '--image-folder', 'images', '--max-new-tokens', '4', '--group-by', 'kind', '--json'], d);
+    const groups = JSON.parse(grouped.stdout.trim().split('\n').pop()!).groups;
+    expect(Object.keys(groups).sort()).toEqual(['(none)', 'math', 'shapes']);
+    expect(Object.values(groups as Record<string, { prompts: number }>).reduce((a, g) => a + g.prompts, 0)).toBe(4);
     const pk = run(['eval', '--model', ck, '--data', 'train.jsonl', '--image-folder', 'images', '--max-new-tokens', '4', '--samples', '3', '--json'], d);
     expect(JSON.parse(pk.stdout.trim().split('\n').pop()!).samples).toBe(3);
 
