@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { join } from 'node:path';
 
 import { VlmGrpoError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../model/safetensors.js';
 
 /** Files of a model folder other than the weights, copied into every checkpoint. */
@@ -56,11 +57,6 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(6, '0')}`;
 }
 
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
-}
 
 /** Writes a checkpoint atomically and prunes old ones; returns its folder. */
 export async function saveCheckpoint(runDir: string, c: CheckpointContent, keepLast: number): Promise<string> {
@@ -96,7 +92,7 @@ export async function saveCheckpoint(runDir: string, c: CheckpointContent, keepL
   const final = join(root, name);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
-  writeAtomic(join(root, 'latest'), name);
+  writeFileAtomic(join(root, 'latest'), name);
   // Keep the newest `keepLast` complete checkpoints.
   const all = listCheckpoints(runDir);
   for (const old of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(old.dir, { recursive: true, force: true });

@@ -30,9 +30,10 @@
  * [r, in] and .lora_B.weight [out, r] (keys written by PEFT for the transformers ≥ 4.52 layout,
  * base_model.model.model.language_model.* and base_model.model.model.visual.*, are accepted on load).
  */
-import { copyFileSync, existsSync, fsyncSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { VlmGrpoError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsTensorInfo, type TensorToWrite } from './safetensors.js';
@@ -365,28 +366,6 @@ export function parsePeftLoraKey(key: string): { module: string; kind: 'A' | 'B'
   const m = /^base_model\.model\.(.+)\.lora_(A|B)\.weight$/.exec(key);
   if (!m) return null;
   return { module: canonicalWeightName(m[1]!), kind: m[2] as 'A' | 'B' };
-}
-
-function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const fd = openSync(tmp, 'wx');
-  let ok = false;
-  try {
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let done = 0;
-    while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) unlinkSync(tmp);
-  }
-  try {
-    renameSync(tmp, file);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
 }
 
 function copyFileAtomic(src: string, dst: string): void {

@@ -11,10 +11,10 @@
  * Large checkpoints are never read here: readSafetensorsHeader() reads only the header, and the weight plan
  * (weights.ts) hands the absolute byte ranges to the native loader, which memory-maps the file.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
 
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { VlmGrpoError } from '../errors.js';
 
 /** A safetensors file that cannot be used; `tensor` is set when one tensor is at fault. */
@@ -490,27 +490,5 @@ export function writeSafetensors(
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.length));
 
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const fd = openSync(tmp, 'wx');
-  let ok = false;
-  try {
-    const writeAll = (b: Uint8Array): void => {
-      let done = 0;
-      while (done < b.length) done += writeSync(fd, b, done, b.length - done);
-    };
-    writeAll(len);
-    writeAll(json);
-    for (const e of encoded) writeAll(e.bytes);
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) unlinkSync(tmp);
-  }
-  try {
-    renameSync(tmp, file);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
+  writeFileAtomic(file, [len, json, ...encoded.map((e) => e.bytes)]);
 }
