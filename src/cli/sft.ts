@@ -1,5 +1,6 @@
 /** `vlm-grpo sft --config sft.yaml [--set key=value]... [--resume]` */
 import { checkPaths, loadSftConfig } from '../config/load.js';
+import { attachWandb } from '../report/wandb.js';
 import { SftTrainer } from '../sft/sft-trainer.js';
 import { parse, UsageError } from './args.js';
 
@@ -28,14 +29,20 @@ export async function sftCommand(argv: string[]): Promise<number> {
       console.error(`sft ${m.step}/${cfg.train.steps} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} grad-norm ${m.gradNorm.toFixed(3)} (${m.seconds.toFixed(2)} s)`);
     }
   });
+  // Weights & Biases (logging.wandb); a failing upload never stops training.
+  const wandb = cfg.logging.wandb ? await attachWandb(t, { ...cfg.logging.wandb, onLog: (l) => console.error(l), onWarning: (l) => console.error(l) }) : undefined;
+  let exitCode = 1;
   const ac = new AbortController();
   const onSignal = (): void => ac.abort('interrupted');
   process.once('SIGINT', onSignal);
   try {
     const res = await t.train({ signal: ac.signal, resume: values.resume ?? false });
+    exitCode = res.stoppedEarly ? 130 : 0;
+    await wandb?.finish({ exitCode });
     console.log(`${res.stoppedEarly ? 'stopped' : 'done'} after ${res.steps} steps; checkpoint ${res.lastCheckpoint}`);
-    return res.stoppedEarly ? 130 : 0;
+    return exitCode;
   } finally {
+    await wandb?.finish({ exitCode });
     process.off('SIGINT', onSignal);
   }
 }

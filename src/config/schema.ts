@@ -32,6 +32,30 @@ export const dataSourceSchema = z.strictObject({
   format: z.enum(['auto', 'vlm-r1', 'verl', 'r1v']).default('auto'),
 });
 
+/** Weights & Biases logging (src/report/wandb.ts): one W&B run per training run, a history row per step. */
+export const wandbConfigSchema = z.strictObject({
+  project: z.string().min(1),
+  /** Team or user; default: the API key's default entity. */
+  entity: z.string().min(1).optional(),
+  /** Display name of the run (default: W&B picks one). */
+  name: z.string().min(1).optional(),
+  group: z.string().min(1).optional(),
+  tags: z.array(z.string().min(1)).default([]),
+  /** online: upload while training; offline: write RUN_DIR/wandb/offline-run-… folders for a later sync; disabled: nothing. */
+  mode: z.enum(['online', 'offline', 'disabled']).default('online'),
+  /** W&B server (default: env WANDB_BASE_URL, else https://api.wandb.ai). */
+  baseUrl: z.string().url().optional(),
+});
+
+export type WandbConfig = z.output<typeof wandbConfigSchema>;
+export type WandbConfigInput = z.input<typeof wandbConfigSchema>;
+
+/** Where metrics go besides RUN_DIR/metrics.jsonl. */
+const loggingSchema = z.strictObject({
+  /** null (default) = no W&B. */
+  wandb: wandbConfigSchema.nullable().default(null),
+}).prefault({});
+
 export const configSchema = z.strictObject({
   model: z.strictObject({
     /** A Hugging Face model folder (config.json, safetensors, tokenizer files). */
@@ -69,6 +93,20 @@ export const configSchema = z.strictObject({
     maxPixels: posInt.default(401408),
     /** Prompt tokens after image expansion; longer rows are filtered and counted. */
     maxPromptLength: posInt.default(1024),
+    /**
+     * Video inputs (qwen-vl-utils semantics): sampling rate of video files (and the rate frame lists were taken at),
+     * frame count limits, per-frame min/max pixels and the whole video's pixel budget. Unset fields: qwen-vl-utils'
+     * defaults (fps 2, 4–768 frames, 128·28·28 – 768·28·28 pixels, total 128000·28·28·0.9) or the model's
+     * video_preprocessor_config.json pixel limits.
+     */
+    video: z.strictObject({
+      fps: z.number().positive().optional(),
+      minFrames: posInt.optional(),
+      maxFrames: z.number().int().min(2).optional(),
+      minPixels: posInt.optional(),
+      maxPixels: posInt.optional(),
+      totalPixels: posInt.optional(),
+    }).optional(),
     shuffle: z.boolean().default(true),
     /** Stop when more than this share of rows is broken (malformed, missing or undecodable images). */
     maxBadFraction: prob.default(0.5),
@@ -153,6 +191,16 @@ export const configSchema = z.strictObject({
     evalMaxPrompts: posInt.default(64),
     logEvery: posInt.default(1),
   }).prefault({}),
+  logging: loggingSchema,
+  /** Data-parallel training (`vlm-grpo train --nproc-per-node N`, or RANK/WORLD_SIZE set); ignored by one process. */
+  distributed: z.strictObject({
+    /** 0 = plain data parallel (full optimizer moments on every rank); 1 = moments sharded (1/N each); 2 = gradients reduce-scattered into the shards too. */
+    zeroStage: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
+    /** Collective library: 'gloo' (CPU ranks, TCP) or 'nccl' (GPU ranks). */
+    backend: z.enum(['gloo', 'nccl']).default('gloo'),
+    /** Seconds the rendezvous and every collective wait for the other ranks before failing with an error naming the operation. */
+    timeoutSeconds: z.number().positive().default(300),
+  }).prefault({}),
 });
 
 /** The validated, fully defaulted configuration. */
@@ -169,6 +217,7 @@ export const sftConfigSchema = z.strictObject({
   data: configSchema.shape.data,
   optim: configSchema.shape.optim,
   train: configSchema.shape.train,
+  logging: loggingSchema,
   sft: z.strictObject({
     /** Target completion; {answer} is the row's ground truth (its <answer> span when it has one). */
     answerTemplate: z.string().default('<answer>{answer}</answer>'),

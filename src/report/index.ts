@@ -53,3 +53,20 @@ export {
   type HtmlReportOptions,
 } from './html-report.js';
 export { ReportError, type ReportErrorCode } from './errors.js';
+export {
+  attachWandb,
+  decodeJsonWithNonFinite,
+  DEFAULT_WANDB_BASE_URL,
+  encodeJsonWithNonFinite,
+  newRunId,
+  syncWandbOffline,
+  wandbConfigValue,
+  WandbError,
+  wandbMetrics,
+  type WandbErrorCode,
+  type WandbOfflineRun,
+  type WandbOptions,
+  type WandbRun,
+  type WandbStats,
+  type WandbStepSource,
+} from './wandb.js';

@@ -24,15 +24,17 @@
  * - Per-row method: the row columns `reward_method` / `accu_reward_method` / `reward_func` (combine.ts) name the
  *   method and override `options.method` (the default, `auto`). Methods: auto (aliases default, acc, accuracy),
  *   numeric (number), math (symbolic), mcq (choice), yes_no (yesno), exact (all_match, string), counting (count),
- *   iou (continuous, or binary with options.threshold), iou50 (iou_bin). VLM-R1's `llm`, `map`, `od_ap`,
- *   `od_ap50`, `odLength` and `weighted_sum` are not built in (they need a model endpoint or COCO mAP); use a
- *   custom reward for those.
+ *   iou (continuous, or binary with options.threshold), iou50 (iou_bin), and VLM-R1's detection methods map,
+ *   od_ap, od_ap50, odLength (od_length), weighted_sum with their default options (detection.ts). VLM-R1's `llm`
+ *   calls a service and is asynchronous: use the separate `llm` reward (llm-judge.ts).
  */
 import { z } from 'zod';
 
 import { extractAnswer, groundTruthText } from './answer.js';
 import { DEFAULT_METHOD_COLUMNS, lookupMethod, rowMethod, unknownMethodError } from './combine.js';
 import { countingScore } from './counting.js';
+import { mapScore, odApScore, odLengthScore, weightedSumScore } from './detection.js';
+import { RewardError } from './errors.js';
 import { iouScore } from './iou.js';
 import { normalizeLatex } from './numbers.js';
 import { readOptions } from './options.js';
@@ -249,6 +251,11 @@ const METHODS: Record<string, Method> = {
   counting: (a, s) => anyOf(s.groundTruth, (g) => countingScore(a, g)),
   iou: (_a, s, o) => iouScore(s, { threshold: o.threshold, imageIndex: o.imageIndex }),
   iou50: (_a, s, o) => iouScore(s, { threshold: 0.5, imageIndex: o.imageIndex }),
+  map: (_a, s, o) => mapScore(s, { imageIndex: o.imageIndex }),
+  od_ap: (_a, s, o) => odApScore(s, { imageIndex: o.imageIndex }, 'map'),
+  od_ap50: (_a, s, o) => odApScore(s, { imageIndex: o.imageIndex }, 'ap50'),
+  od_length: (_a, s, o) => odLengthScore(s, { imageIndex: o.imageIndex }),
+  weighted_sum: (_a, s, o) => weightedSumScore(s, { imageIndex: o.imageIndex }),
 };
 const ALIASES: Record<string, keyof typeof METHODS> = {
   auto: 'auto', default: 'auto', acc: 'auto', accuracy: 'auto',
@@ -260,6 +267,11 @@ const ALIASES: Record<string, keyof typeof METHODS> = {
   counting: 'counting', count: 'counting',
   iou: 'iou',
   iou50: 'iou50', iou_bin: 'iou50',
+  map: 'map',
+  od_ap: 'od_ap',
+  od_ap50: 'od_ap50',
+  od_length: 'od_length', odlength: 'od_length',
+  weighted_sum: 'weighted_sum',
 };
 /** Method names accepted by `accuracy` (options.method or the row's method column). */
 export const ACCURACY_METHODS: readonly string[] = Object.keys(ALIASES);
@@ -271,6 +283,13 @@ export function accuracyScore(sample: RewardSample, opts: AccuracyOptions): numb
   const methodName = rowMethod(sample, columns) ?? opts.method ?? 'auto';
   const key = lookupMethod(ALIASES, methodName);
   const method = key === undefined ? undefined : METHODS[key];
+  if (!method && methodName.trim().toLowerCase() === 'llm') {
+    throw new RewardError(
+      'ERR_REWARD_UNKNOWN_METHOD',
+      "Reward 'accuracy' got the per-row method 'llm', which asks a judge model and is asynchronous.",
+      "Score those rows with the 'llm' reward (options.baseUrl, model), e.g. as a custom reward dispatchByRow({ default: rewardFunctions.accuracy, llm: rewardFunctions.llm }).",
+    );
+  }
   if (!method) throw unknownMethodError('accuracy', methodName, ACCURACY_METHODS);
   const tol: Tolerance = {
     relTol: opts.tolerance ?? DEFAULT_TOLERANCE.relTol,

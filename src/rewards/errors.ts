@@ -21,7 +21,8 @@ export type RewardErrorCode =
   | 'ERR_REWARD_MODULE_LOAD'
   | 'ERR_REWARD_NOT_A_FUNCTION'
   | 'ERR_REWARD_BAD_RESULT'
-  | 'ERR_REWARD_TIMEOUT';
+  | 'ERR_REWARD_TIMEOUT'
+  | 'ERR_REWARD_JUDGE';
 
 export class RewardError extends VlmGrpoError {
   declare readonly code: RewardErrorCode;

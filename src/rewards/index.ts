@@ -12,6 +12,8 @@ export {
   type BuiltinReward,
   type BuiltinRewardName,
   type SyncRewardFunction,
+  syncBuiltinRewardNames,
+  type SyncBuiltinRewardName,
 } from './builtins.js';
 export { extractAnswer, groundTruthText, hasAnswerSpan } from './answer.js';
 export { extractBoxed, normalizeLatex, parsePlainNumber } from './numbers.js';
@@ -22,6 +24,37 @@ export { boxedFormatScore, formatScore, lenientAnswer, strictAnswer } from './fo
 export { groundTruthBoxes, isValidBox, parseBoxes, type Box, type ParsedBox } from './boxes.js';
 export { boxIou, iouScore, rescaleBox, type IouOptions } from './iou.js';
 export { countingScore, readCount } from './counting.js';
+export {
+  allMatchScore,
+  cleanAnswerText,
+  COCO_IOU_THRESHOLDS,
+  COCO_RECALL_THRESHOLDS,
+  cocoAveragePrecision,
+  detectionScore,
+  mapScore,
+  numpyLinspace,
+  odApScore,
+  odLengthScore,
+  predictedBoxes,
+  weightedSumScore,
+  type CocoApResult,
+  type DetectionScoreParts,
+  type MapOptions,
+  type WeightedSumOptions,
+} from './detection.js';
+export {
+  askJudge,
+  DEFAULT_LLM_BASE_URL,
+  DEFAULT_LLM_INSTRUCTION,
+  DEFAULT_LLM_MODEL,
+  DEFAULT_LLM_PROMPT,
+  fillPrompt,
+  llmScore,
+  llmSettings,
+  parseJudgeReply,
+  type LlmOptions,
+  type LlmSettings,
+} from './llm-judge.js';
 export { distinctNgramRatio } from './length-penalty.js';
 export {
   DEFAULT_METHOD_COLUMNS,

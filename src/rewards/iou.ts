@@ -40,7 +40,8 @@ export function boxIou(a: readonly number[], b: readonly number[]): number {
   return Math.min(1, Math.max(0, inter / union));
 }
 
-function checkSize(size: unknown, field: string): ImageSize {
+/** `size` as an ImageSize, or a RewardError naming `field` when it is not positive finite width/height. */
+export function checkSize(size: unknown, field: string): ImageSize {
   const s = size as Partial<ImageSize> | undefined;
   if (
     !s ||

@@ -9,7 +9,8 @@
  * - Misuse is caught when the scorer is built, before any rollout: unknown names (with a did-you-mean), bad
  *   weights, bad options (each built-in's zod schema), module specs given to the synchronous builder.
  * - While scoring, ANY reward call that throws, rejects, exceeds `timeoutMs` (default 60 s), or returns a
- *   non-finite value (or, batched, an array of the wrong length) scores 0 for the affected samples. Each failure
+ *   non-finite value (or, batched, an array of the wrong length) scores 0 for the affected samples. A per-sample
+ *   reward that recovers by itself (returns a fallback value) reports through `sample.reportError`. Each failure
  *   is counted per reward (`errors` in the result and cumulatively in `errorStats()`), and reported to `onError`;
  *   the default handler logs the first occurrence of each distinct message per reward with console.warn.
  * - total[i] = Σ wₖ·rₖ[i] (combine.ts), optionally normalised by Σ|wₖ|.
@@ -178,7 +179,9 @@ export class RewardScorer {
         const i = next++;
         const s = samples[i] as RewardSample;
         try {
-          const v = await this.withTimeout(fn(e.options === undefined ? s : { ...s, options: e.options }), `Reward '${e.label}' on sample ${i}`);
+          const input: RewardSample = { ...s, reportError: (err: unknown) => this.fail(e.label, i, err, errors) };
+          if (e.options !== undefined) input.options = e.options;
+          const v = await this.withTimeout(fn(input), `Reward '${e.label}' on sample ${i}`);
           out[i] = this.checkValue(e.label, v, e.builtin);
         } catch (err) {
           out[i] = 0;

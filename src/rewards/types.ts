@@ -30,6 +30,12 @@ export interface RewardSample {
   options?: Record<string, unknown>;
   /** Number of completion tokens, when the trainer knows it (length rewards with `unit: 'tokens'`). */
   completionTokens?: number;
+  /**
+   * Set by RewardScorer for per-sample rewards: a reward that recovers from a failure and still returns a value
+   * (e.g. `llm` falling back to exact match when its endpoint fails) reports the failure here, so it is counted
+   * and logged like a thrown error while the returned value is kept.
+   */
+  reportError?: (error: unknown) => void;
 }
 
 /** A per-sample reward: a number in [0, 1] for built-ins (custom rewards may return any finite number). */
