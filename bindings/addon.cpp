@@ -9,6 +9,7 @@ void register_grpo_kernels(Napi::Env env, Napi::Object exports);
 void register_attention_kernels(Napi::Env env, Napi::Object exports);
 void register_layer_kernels(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
+void register_communicator(Napi::Env env, Napi::Object exports);
 }  // namespace vgb
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -19,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vgb::register_attention_kernels(env, exports);
   vgb::register_layer_kernels(env, exports);
   vgb::register_model(env, exports);
+  vgb::register_communicator(env, exports);
   return exports;
 }
 

@@ -1,4 +1,5 @@
 // buildInfo(), cudaInfo(), setNumThreads(), getNumThreads().
+#include "build_config.h"
 #include "common.h"
 #include "core/build_info.h"
 #include "core/parallel.h"
@@ -14,6 +15,7 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("blasAvailable", b.blas_available);
   o.Set("cudaCompiled", b.cuda_compiled);
   o.Set("cudaToolkit", b.cuda_toolkit);
+  o.Set("glooAvailable", VG_BUILD_HAVE_GLOO != 0);  // CPU collectives (data-parallel training)
   o.Set("cpuFlags", b.cpu_flags);
   o.Set("buildType", b.build_type);
   o.Set("sanitize", b.sanitize);

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "model/generate.h"
 #include "cpu/adamw.h"
+#include "dist/zero.h"
 #include "model/model.h"
 #include "native_worker.h"
 
@@ -186,6 +187,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod<&NativeModel::HasLora>("hasLora"),
                         InstanceMethod<&NativeModel::LoraParameters>("loraParameters"),
                         InstanceMethod<&NativeModel::OptimizerStep>("optimizerStep"),
+                        InstanceMethod<&NativeModel::GradSquaredSum>("gradSquaredSum"),
                         InstanceMethod<&NativeModel::LoraGradients>("loraGradients"),
                         InstanceMethod<&NativeModel::LoraLayout>("loraLayout"),
                         InstanceMethod<&NativeModel::MergedParameters>("mergedParameters"),
@@ -395,6 +397,15 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     cfg.eps = get_number(o, "eps", 1e-8);
     cfg.weight_decay = get_number(o, "weightDecay", 0.0);
     const double max_norm = get_number(o, "maxGradNorm", 0.0);
+    // gradNorm: the pre-clip global norm measured by the caller across ranks (ZeRO). NaN/inf are allowed: they skip.
+    Napi::Value gnv = o.Get("gradNorm");
+    const bool has_norm = !gnv.IsUndefined() && !gnv.IsNull();
+    double given_norm = 0;
+    if (has_norm) {
+      if (!gnv.IsNumber()) throw_type(env, "gradNorm must be a number");
+      given_norm = gnv.As<Napi::Number>().DoubleValue();
+      if (given_norm < 0) throw_range(env, "gradNorm must be >= 0 (a norm), got " + std::to_string(given_norm));
+    }
     // Keep the moment arrays alive while the job runs; released on the JS thread in the finisher.
     auto refs = std::make_shared<std::vector<Napi::ObjectReference>>();
     refs->push_back(Napi::Persistent(o.Get("expAvg").As<Napi::Object>()));
@@ -402,13 +413,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     float* exp_avg = ea.data;
     float* exp_avg_sq = eas.data;
     auto result = std::make_shared<vg::ClipGradNormResult>();
-    return worker_->submit(env, [m, lora, begin, end, exp_avg, exp_avg_sq, cfg, max_norm, refs, result]() -> NativeWorker::Finisher {
+    return worker_->submit(env, [m, lora, begin, end, exp_avg, exp_avg_sq, cfg, max_norm, has_norm, given_norm, refs,
+                                 result]() -> NativeWorker::Finisher {
       float* params = (lora ? lora->params().data() : m->params().data()) + begin;
       float* grads = (lora ? lora->grads().data() : m->grads().data()) + begin;
       const int64_t n = end - begin;
       float* bufs[1] = {grads};
       const int64_t lens[1] = {n};
-      *result = vg::clip_grad_norm<float>(bufs, lens, 1, max_norm > 0 ? max_norm : INFINITY);
+      // With a caller-measured global norm, clip with clip_grad_norm's exact formula (dist/zero.h) without measuring.
+      *result = has_norm ? vg::dist::clip_with_norm(grads, n, given_norm, max_norm > 0 ? max_norm : INFINITY)
+                         : vg::clip_grad_norm<float>(bufs, lens, 1, max_norm > 0 ? max_norm : INFINITY);
       const bool skip = !std::isfinite(result->total_norm);  // never apply a NaN/inf update
       if (!skip) vg::adamw_step<float>(params, grads, exp_avg, exp_avg_sq, n, cfg);
       return [refs, result, skip](Napi::Env env) -> Napi::Value {
@@ -418,6 +432,32 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         out.Set("skipped", skip);
         return out;
       };
+    });
+  }
+
+  // gradSquaredSum({ target: 'params' | 'lora', begin?, end? }) -> Promise<number>: Σ g² over [begin, end) of the
+  // gradient (or adapter-gradient) buffer in double, thread-count independent (dist/zero.h squared_norm), on the
+  // model thread (ordered after queued backward passes). ZeRO sums it over ranks for the global gradient norm.
+  Napi::Value GradSquaredSum(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    Napi::Object o = info.Length() >= 1 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+    const std::string target = get_string(o, "target", "params");
+    if (target != "params" && target != "lora") throw_range(env, "target must be 'params' or 'lora', got '" + target + "'");
+    std::shared_ptr<vg::LoraAdapters<float>> lora;
+    int64_t total;
+    if (target == "lora") {
+      lora = live_lora(env);
+      total = static_cast<int64_t>(lora->params().size());
+    } else {
+      total = static_cast<int64_t>(m->params().size());
+    }
+    const int64_t begin = get_int(o, "begin", 0, 0, total), end = get_int(o, "end", static_cast<double>(total), begin, total);
+    return worker_->submit(env, [m, lora, begin, end]() -> NativeWorker::Finisher {
+      const std::vector<float>& g = lora ? lora->grads() : m->grads();
+      // No gradient buffer yet (nothing accumulated): the sum is 0.
+      const double s = g.empty() ? 0.0 : vg::dist::squared_norm(g.data() + begin, end - begin);
+      return [s](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, s); };
     });
   }
 

@@ -3,7 +3,7 @@ export * as kernels from './kernels/index.js';
 export { buildInfo, cudaInfo, setNumThreads, getNumThreads } from './native/runtime.js';
 export type { BuildInfo, CudaInfo } from './native/runtime.js';
 export { VlmGrpoError, NativeAddonError } from './errors.js';
-// ---- processor (images, tokenizer, chat template)
+// ---- processor (images, videos, tokenizer, chat template)
 export {
   preprocessImage,
   preprocessImages,
@@ -15,6 +15,9 @@ export {
   expandImagePlaceholders,
   expandImageTokenIds,
   imageTokenCount,
+  preprocessVideo,
+  preprocessVideos,
+  expandVideoTokenIds,
 } from './processor/index.js';
 export type {
   ImageInput,
@@ -27,6 +30,11 @@ export type {
   ChatMessage,
   ChatContentPart,
   RenderChatOptions,
+  VideoInput,
+  VideoSamplingOptions,
+  PreprocessVideoOptions,
+  PreprocessedVideo,
+  PreprocessedVideos,
 } from './processor/index.js';
 // ---- model folder (config, weights plan, position/vision index arrays)
 export * as model from './model/index.js';
@@ -47,6 +55,12 @@ export {
   weightedSum,
   extractAnswer,
   RewardError,
+  syncBuiltinRewardNames,
+  cocoAveragePrecision,
+  detectionScore,
+  cleanAnswerText,
+  llmScore,
+  parseJudgeReply,
 } from './rewards/index.js';
 export type {
   RewardSample,
@@ -97,8 +111,11 @@ export {
   lengthStats,
   ProgressReporter,
   ReportError,
+  attachWandb,
+  syncWandbOffline,
+  WandbError,
 } from './report/index.js';
-export type { StepMetrics, RolloutInput, RolloutRecord, HtmlReportOptions, ReflectionStats } from './report/index.js';
+export type { StepMetrics, RolloutInput, RolloutRecord, HtmlReportOptions, ReflectionStats, WandbOptions, WandbRun } from './report/index.js';
 // ---- LoRA adapters (PEFT format)
 export {
   LORA_ADAPTER_CONFIG_FILE,
@@ -121,9 +138,18 @@ export { learningRate } from './rl/lr-schedule.js';
 export { evaluate } from './rl/evaluate.js';
 export type { EvalOptions, EvalResult } from './rl/evaluate.js';
 export { loadConfig, parseConfig, ConfigError } from './config/load.js';
-export { configSchema } from './config/schema.js';
-export type { TrainConfig, TrainConfigInput } from './config/schema.js';
+export { configSchema, wandbConfigSchema } from './config/schema.js';
+export type { TrainConfig, TrainConfigInput, WandbConfig } from './config/schema.js';
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint, listCheckpoints } from './checkpoint/checkpoint.js';
+export { saveShardedCheckpoint, readOptimizerMoments, optimizerShardName } from './checkpoint/checkpoint.js';
+export type { ShardedCheckpointPeers, OptimizerShardInfo } from './checkpoint/checkpoint.js';
+// ---- data-parallel training (collectives, ZeRO, launcher, rendezvous)
+export { Communicator, ZeroAdamW, shardCounts, shardRange } from './dist/index.js';
+export { launch, watchLauncher } from './dist/launcher.js';
+export type { LaunchOptions, LaunchResult, RankExit } from './dist/launcher.js';
+export { parseRendezvous, RendezvousError } from './dist/rendezvous.js';
+export type { Rendezvous, RankInfo, LaunchPlan, LaunchFlags } from './dist/rendezvous.js';
+export { checkWorldSize } from './rl/trainer.js';
 export { SftTrainer } from './sft/sft-trainer.js';
 export type { SftStepMetrics, SftEvents, SftOptions } from './sft/sft-trainer.js';
 export { loadSftConfig, parseSftConfig } from './config/load.js';

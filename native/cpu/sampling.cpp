@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "cpu/exp_fast.h"
 
 namespace vg {
 namespace {
@@ -58,8 +59,16 @@ RowResult sample_row(const T* x, int64_t V, int64_t row, const std::vector<uint8
   const double inv_t = greedy ? 1.0 : 1.0 / o.temperature;
 
   if (greedy) {
+    // The normaliser is all a greedy step needs the exps for: computed in T through exp_fast in blocks (a loop that
+    // vectorises; one libm call per token cost more than the decode step's attention), summed in double in order.
     double sum_all = 0;
-    for (int64_t j = 0; j < V; ++j) sum_all += std::exp(static_cast<double>(x[j]) - max_all);
+    const T mx = static_cast<T>(max_all);
+    T buf[256];
+    for (int64_t j0 = 0; j0 < V; j0 += 256) {
+      const int64_t n = std::min<int64_t>(256, V - j0);
+      for (int64_t i = 0; i < n; ++i) buf[i] = exp_fast(x[j0 + i] - mx);
+      for (int64_t i = 0; i < n; ++i) sum_all += static_cast<double>(buf[i]);
+    }
     int32_t best = -1;
     for (int64_t j = 0; j < V; ++j)
       if (!banned[j] && (best < 0 || x[j] > x[best])) best = static_cast<int32_t>(j);

@@ -1,6 +1,6 @@
 // Next-token sampling for decoding: one token per row of logits [B, V], reproducible by construction.
 //
-// Per row b (all arithmetic in double):
+// Per row b (all arithmetic in double, except the exps of the greedy log-prob's normaliser: exp_fast in T, ~2 ulp):
 //   1. Banned token ids get logit -inf (never sampled; e.g. the vision special tokens).
 //   2. temperature T: z = logits / T. T = 0 means greedy: the largest logit, the lower id on ties.
 //   3. Filters, in the vLLM / Hugging Face order, each on the renormalised output of the previous one:

@@ -103,6 +103,23 @@ void add_into(std::vector<T>& dst, const std::vector<T>& src) {
   });
 }
 
+// Row of the vision features each pad token takes, as HF scatters them: image features (all images of the batch,
+// in order) into the image-pad positions and video features into the video-pad positions, each in token order.
+// The vision tower runs on the images' patches followed by the videos' patches, so the k-th image pad takes row k
+// and the k-th video pad takes row (image pads in the batch) + k.
+struct VisionRows {
+  int64_t image_id, video_id, img = 0, vid = 0;
+  VisionRows(const ModelConfig& cfg, const PackedBatch& b) : image_id(cfg.image_token_id), video_id(cfg.video_token_id) {
+    vid = std::count(b.input_ids, b.input_ids + b.num_tokens, static_cast<int32_t>(image_id));
+  }
+  // The feature row of token `id`, or -1 when it is not a vision pad.
+  int64_t next(int32_t id) {
+    if (id == image_id) return img++;
+    if (id == video_id) return vid++;
+    return -1;
+  }
+};
+
 template <typename T>
 std::array<const LoraSite<T>*, kLoraDecoderSlots> layer_sites(const LoraView<T>* lora, int64_t l) {
   if (!lora || lora->layers.empty()) return {};
@@ -112,26 +129,27 @@ std::array<const LoraSite<T>*, kLoraDecoderSlots> layer_sites(const LoraView<T>*
 }  // namespace
 
 template <typename T>
-void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& b, const T* image_embeds,
+void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& b, const T* vision_embeds,
                      DecoderActs<T>& acts, const LoraView<T>* lora) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden;
   VG_CHECK_ARG(N > 0 && b.num_seqs > 0, "decoder_forward: empty batch (", N, " tokens, ", b.num_seqs, " sequences)");
   VG_CHECK_ARG(b.cu_seqlens[0] == 0 && b.cu_seqlens[b.num_seqs] == N, "decoder_forward: cu_seqlens must run from 0 to ",
                N, ", got ", b.cu_seqlens[0], "..", b.cu_seqlens[b.num_seqs]);
-  // Embedding lookup; image-pad positions take the next row of image_embeds.
+  // Embedding lookup; image-pad and video-pad positions take their rows of vision_embeds (see vision_rows).
   std::vector<T>& x = acts.x;
   x.resize(N * H);
-  int64_t img = 0;
+  VisionRows rows(cfg, b);
   for (int64_t n = 0; n < N; ++n) {
     const int32_t id = b.input_ids[n];
     VG_CHECK_ARG(id >= 0 && id < t.vocab_size, "decoder_forward: token id ", id, " at position ", n,
                  " is outside the vocabulary (", t.vocab_size, ")");
     const T* src;
-    if (id == cfg.image_token_id) {
-      VG_CHECK_ARG(image_embeds != nullptr, "decoder_forward: image-pad token at position ", n,
-                   " but no image features were given");
-      src = image_embeds + (img++) * H;
+    const int64_t row = rows.next(id);
+    if (row >= 0) {
+      VG_CHECK_ARG(vision_embeds != nullptr, "decoder_forward: ", id == cfg.image_token_id ? "image" : "video",
+                   "-pad token at position ", n, " but no vision features were given");
+      src = vision_embeds + row * H;
     } else {
       src = p.embed + static_cast<int64_t>(id) * H;
     }
@@ -157,7 +175,7 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
 
 template <typename T>
 void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& b,
-                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds, const LoraView<T>* lora) {
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_vision_embeds, const LoraView<T>* lora) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
                 I = t.intermediate;
@@ -207,14 +225,15 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
     add_into(dx, dmid);  // residual
     if (acts.recompute) a.clear_all_but_input();
   }
-  // Embedding: scatter-add rows (unless frozen); image-pad rows go to the image features instead.
-  if (!g.embed && !d_image_embeds) return;
-  int64_t img = 0;
+  // Embedding: scatter-add rows (unless frozen); image-pad and video-pad rows go to the vision features instead.
+  if (!g.embed && !d_vision_embeds) return;
+  VisionRows rows(cfg, b);
   for (int64_t n = 0; n < N; ++n) {
     const int32_t id = b.input_ids[n];
     const T* src = dx.data() + n * H;
-    if (id == cfg.image_token_id) {
-      if (d_image_embeds) std::copy(src, src + H, d_image_embeds + (img++) * H);
+    const int64_t row = rows.next(id);
+    if (row >= 0) {
+      if (d_vision_embeds) std::copy(src, src + H, d_vision_embeds + row * H);
       continue;
     }
     if (!g.embed) continue;

@@ -1,5 +1,5 @@
 // The Qwen2 / Qwen2.5-VL language model over a packed batch of sequences (no padding), forward and
-// backward: embedding (+ image features at image-pad positions), L x [RMSNorm -> q/k/v (bias) -> M-RoPE ->
+// backward: embedding (+ vision features at image-pad and video-pad positions), L x [RMSNorm -> q/k/v (bias) -> M-RoPE ->
 // causal GQA attention -> o_proj -> residual -> RMSNorm -> SwiGLU MLP -> residual], final RMSNorm.
 // The LM head and log-probs live in model.cpp (chunked, never full logits unless asked).
 #pragma once
@@ -51,19 +51,19 @@ struct DecoderActs {
   } grad;
 };
 
-// Forward. image_embeds: [number of image-pad tokens in the batch, H] placed in order (may be null when there
-// are none). When acts.recompute is set, only each layer's input is kept. lora: adapters to apply (null = none).
+// Forward. vision_embeds: [image-pad + video-pad tokens in the batch, H]: first one row per image-pad token, then one
+// per video-pad token, each group in token order (may be null when there are none). When acts.recompute is set, only each layer's input is kept. lora: adapters to apply (null = none).
 template <typename T>
-void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& batch, const T* image_embeds,
+void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& batch, const T* vision_embeds,
                      DecoderActs<T>& acts, const LoraView<T>* lora = nullptr);
 
 // Backward from dL/d hidden [N, H] (the final norm's output). Accumulates parameter gradients into g (same layout;
 // a null pointer in g skips that parameter's gradient, e.g. every base weight in LoRA mode), writes dL/d
-// image_embeds (rows of image-pad tokens, in order) when d_image_embeds is not null. `dhidden` is consumed (used
+// vision_embeds (same row order as the forward's) when d_vision_embeds is not null. `dhidden` is consumed (used
 // as scratch). lora: the forward's adapters (same dropout context); their gradients are accumulated.
 template <typename T>
 void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& batch,
-                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_image_embeds,
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_vision_embeds,
                       const LoraView<T>* lora = nullptr);
 
 }  // namespace vg

@@ -6,55 +6,48 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "cpu/activations.h"
+#include "cpu/decode_attention.h"
 #include "cpu/gemm.h"
 #include "cpu/linear.h"
 #include "cpu/norms.h"
 #include "cpu/rope.h"
+#include "cpu/skinny_linear.h"
 
 namespace vg {
 namespace {
 
-// One sequence's keys and values for every layer: [capacity, kv_heads * head_dim] each.
+// One sequence's keys and values for every layer, in decode_attention's layout: keys [kv_heads, head_dim,
+// capacity] (transposed), values [kv_heads, capacity, head_dim].
 struct KvCache {
   std::vector<std::vector<float>> k, v;
-  int64_t len = 0;
+  int64_t len = 0, capacity = 0;
 };
 
-// Single-query attention of each active sequence over its cache (GQA), out: [A, heads * d].
-void decode_attention(const TextConfig& t, const float* q, const std::vector<KvCache*>& caches, int64_t layer, float* out) {
-  const int64_t A = static_cast<int64_t>(caches.size()), d = t.head_dim, groups = t.heads / t.kv_heads,
-                kvd = t.kv_heads * d;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  parallel_for(0, A * t.heads, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> s;
-    std::vector<double> acc(d);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t a = i / t.heads, h = i % t.heads, kh = h / groups;
-      const KvCache& c = *caches[a];
-      const float* qv = q + a * t.heads * d + h * d;
-      const float* K = c.k[layer].data() + kh * d;
-      const float* V = c.v[layer].data() + kh * d;
-      s.resize(c.len);
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < c.len; ++j) {
-        const float* kj = K + j * kvd;
-        float dot = 0;
-        for (int64_t e = 0; e < d; ++e) dot += qv[e] * kj[e];
-        s[j] = dot * scale;
-        mx = std::max(mx, s[j]);
-      }
-      double sum = 0;
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t j = 0; j < c.len; ++j) {
-        const double p = std::exp(static_cast<double>(s[j] - mx));
-        sum += p;
-        const float* vj = V + j * kvd;
-        for (int64_t e = 0; e < d; ++e) acc[e] += p * vj[e];
-      }
-      float* o = out + a * t.heads * d + h * d;
-      for (int64_t e = 0; e < d; ++e) o[e] = static_cast<float>(acc[e] / sum);
-    }
-  });
+// Linears of one input for the decode step: the streaming kernel in one dispatch for up to kSkinnyMaxRows rows,
+// else one GEMM per output (plus its residual).
+void decode_linears(const float* x, int64_t rows, int64_t in, const SkinnyOutput<float>* outs, int64_t count) {
+  if (rows <= kSkinnyMaxRows) {
+    skinny_linear_multi(x, rows, in, outs, count);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const SkinnyOutput<float>& s = outs[i];
+    linear_forward(x, s.W, s.bias, s.y, rows, in, s.out);
+    if (s.residual)
+      parallel_for(0, rows * s.out, 1 << 14, [&](int64_t i0, int64_t i1) {
+        for (int64_t j = i0; j < i1; ++j) s.y[j] += s.residual[j];
+      });
+  }
+}
+
+SkinnyOutput<float> output(const float* W, const float* bias, const float* residual, float* y, int64_t out) {
+  SkinnyOutput<float> s;
+  s.W = W;
+  s.bias = bias;
+  s.residual = residual;
+  s.y = y;
+  s.out = out;
+  return s;
 }
 
 }  // namespace
@@ -84,13 +77,17 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
   VG_CHECK_ARG(G >= 1, "generate: numSamples must be >= 1, got ", G);
   VG_CHECK_ARG(opt.max_new_tokens >= 1, "generate: maxNewTokens must be >= 1, got ", opt.max_new_tokens);
   // Prefill: vision tower, then the decoder over all prompts, keeping each layer's keys and values.
+  // Vision features: the images' tokens, then the videos' (placed by decoder_forward, see decoder.h).
   std::vector<float> image_embeds;
   const int64_t image_tokens = std::count(prompts.input_ids, prompts.input_ids + prompts.num_tokens,
-                                          static_cast<int32_t>(cfg.image_token_id));
+                                          static_cast<int32_t>(cfg.image_token_id)) +
+                               std::count(prompts.input_ids, prompts.input_ids + prompts.num_tokens,
+                                          static_cast<int32_t>(cfg.video_token_id));
   if (vision && vision->num_patches > 0) {
     const int64_t unit = cfg.vision.merge_size * cfg.vision.merge_size;
-    VG_CHECK_ARG(vision->num_patches / unit == image_tokens, "generate: the images give ", vision->num_patches / unit,
-                 " image tokens but the prompts hold ", image_tokens, " image-pad tokens");
+    VG_CHECK_ARG(vision->num_patches / unit == image_tokens, "generate: the images and videos give ",
+                 vision->num_patches / unit, " vision tokens but the prompts hold ", image_tokens,
+                 " image-pad and video-pad tokens");
     VisionActs<float> vacts;
     image_embeds.resize(image_tokens * H);
     vision_forward(cfg, p, *vision, vacts, image_embeds.data(), lv);
@@ -116,13 +113,16 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
     VG_CHECK_ARG(len > 0, "generate: prompt ", b, " is empty");
     for (int64_t g = 0; g < G; ++g) {
       KvCache& c = caches[b * G + g];
+      // The last new token is never fed back, so len + max_new_tokens - 1 positions suffice.
+      c.capacity = len + opt.max_new_tokens - 1;
       c.k.resize(L);
       c.v.resize(L);
       for (int64_t l = 0; l < L; ++l) {
-        c.k[l].resize((len + opt.max_new_tokens) * kvd);
-        c.v[l].resize((len + opt.max_new_tokens) * kvd);
-        std::copy(acts.layers[l].k.begin() + begin * kvd, acts.layers[l].k.begin() + (begin + len) * kvd, c.k[l].begin());
-        std::copy(acts.layers[l].v.begin() + begin * kvd, acts.layers[l].v.begin() + (begin + len) * kvd, c.v[l].begin());
+        c.k[l].resize(c.capacity * kvd);
+        c.v[l].resize(c.capacity * kvd);
+        for (int64_t j = 0; j < len; ++j)
+          decode_kv_store(c.k[l].data(), c.v[l].data(), c.capacity, t.kv_heads, t.head_dim, j,
+                          acts.layers[l].k.data() + (begin + j) * kvd, acts.layers[l].v.data() + (begin + j) * kvd);
       }
       c.len = len;
       out[b * G + g].prompt = b;
@@ -130,7 +130,7 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
     }
   }
   // Hidden state of each sample's last position: the prompt's last row, repeated G times.
-  std::vector<float> hidden(S * H), logits;
+  std::vector<float> hidden(S * H);
   for (int64_t s = 0; s < S; ++s) {
     const int64_t row = prompts.cu_seqlens[s / G + 1] - 1;
     std::copy(acts.hidden.begin() + row * H, acts.hidden.begin() + (row + 1) * H, hidden.begin() + s * H);
@@ -139,22 +139,29 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
 
   std::vector<int64_t> active(S);
   for (int64_t s = 0; s < S; ++s) active[s] = s;
-  std::vector<float> x, xn, q, k, v, attn, mid, gate, up, act, cosb, sinb, lps, flps, rstd;
-  std::vector<int32_t> pos3, tokens;
-  std::vector<uint32_t> seq_ids, steps;
+  // Decode-step buffers, sized once for all S sequences (the active set only shrinks).
+  std::vector<float> x(S * H), xn(S * H), mid(S * H), q(S * qd), k(S * kvd), v(S * kvd), attn(S * qd), act(S * I),
+      cosb(S * t.head_dim / 2), sinb(S * t.head_dim / 2), rstd(S), logits(S * V), lps(S), flps(S);
+  std::vector<float> gate, up;  // only for on-the-fly adapters on gate/up (they must see the pre-activation values)
+  std::vector<int32_t> pos3(3 * S), tokens(S);
+  std::vector<uint32_t> seq_ids(S), steps(S);
+  std::vector<int64_t> next;
+  std::vector<DecodeKv<float>> kvs(S);
+  DecodeAttentionDims dims;
+  dims.heads = t.heads;
+  dims.kv_heads = t.kv_heads;
+  dims.head_dim = t.head_dim;
+  dims.scale = 1.0 / std::sqrt(static_cast<double>(t.head_dim));
   for (int64_t step = 0; !active.empty(); ++step) {
     const int64_t A = static_cast<int64_t>(active.size());
     // Sample the next token of every active sequence from its hidden state.
-    logits.resize(A * V);
     linear_forward<float>(hidden.data(), p.lm_head, nullptr, logits.data(), A, H, V);  // few rows: streamed, not packed
-    seq_ids.resize(A);
-    steps.assign(A, static_cast<uint32_t>(step));
-    for (int64_t a = 0; a < A; ++a) seq_ids[a] = opt.sequence_id_base + static_cast<uint32_t>(active[a]);
-    tokens.resize(A);
-    lps.resize(A);
-    flps.resize(A);
+    for (int64_t a = 0; a < A; ++a) {
+      seq_ids[a] = opt.sequence_id_base + static_cast<uint32_t>(active[a]);
+      steps[a] = static_cast<uint32_t>(step);
+    }
     sample_tokens(logits.data(), A, V, seq_ids.data(), steps.data(), so, tokens.data(), lps.data(), flps.data());
-    std::vector<int64_t> next;
+    next.clear();
     for (int64_t a = 0; a < A; ++a) {
       GeneratedSequence& g = out[active[a]];
       g.tokens.push_back(tokens[a]);
@@ -166,63 +173,69 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
     if (active.empty()) break;
     // One decoder step for the sequences still running: their last token at position cache_len + delta.
     const int64_t An = static_cast<int64_t>(active.size());
-    std::vector<KvCache*> cs(An);
-    x.resize(An * H);
-    pos3.resize(3 * An);
     for (int64_t a = 0; a < An; ++a) {
       const int64_t s = active[a];
-      cs[a] = &caches[s];
       const int32_t tok = out[s].tokens.back();
       std::copy(p.embed + static_cast<int64_t>(tok) * H, p.embed + (static_cast<int64_t>(tok) + 1) * H, x.begin() + a * H);
       for (int c = 0; c < 3; ++c) pos3[c * An + a] = static_cast<int32_t>(caches[s].len + delta[s]);
     }
-    cosb.resize(An * t.head_dim / 2);
-    sinb.resize(An * t.head_dim / 2);
     rope_tables(RopeKind::kMRope, pos3.data(), An, t.head_dim, t.rope_theta, t.mrope_section, cosb.data(), sinb.data());
-    xn.resize(An * H);
-    rstd.resize(An);
-    q.resize(An * qd);
-    k.resize(An * kvd);
-    v.resize(An * kvd);
-    attn.resize(An * qd);
-    mid.resize(An * H);
-    gate.resize(An * I);
-    up.resize(An * I);
-    act.resize(An * I);
+    dims.batch = An;
     for (int64_t l = 0; l < L; ++l) {
       const DecoderLayerView<float>& w = p.layers[l];
       rms_norm_forward(x.data(), w.input_norm, xn.data(), rstd.data(), An, H, t.rms_eps);
-      linear_forward(xn.data(), w.q_w, w.q_b, q.data(), An, H, qd);
-      linear_forward(xn.data(), w.k_w, w.k_b, k.data(), An, H, kvd);
-      linear_forward(xn.data(), w.v_w, w.v_b, v.data(), An, H, kvd);
+      const SkinnyOutput<float> qkv[3] = {output(w.q_w, w.q_b, nullptr, q.data(), qd),
+                                          output(w.k_w, w.k_b, nullptr, k.data(), kvd),
+                                          output(w.v_w, w.v_b, nullptr, v.data(), kvd)};
+      decode_linears(xn.data(), An, H, qkv, 3);
       lora_forward(site(l, kLoraQ), no_dropout, xn.data(), q.data(), An, no_u);
       lora_forward(site(l, kLoraK), no_dropout, xn.data(), k.data(), An, no_u);
       lora_forward(site(l, kLoraV), no_dropout, xn.data(), v.data(), An, no_u);
       rope_apply(q.data(), q.data(), An, t.heads, t.head_dim, cosb.data(), sinb.data(), false);
       rope_apply(k.data(), k.data(), An, t.kv_heads, t.head_dim, cosb.data(), sinb.data(), false);
+      // The new position's keys and values go into the cache first: this layer's attention sees them.
       for (int64_t a = 0; a < An; ++a) {
-        KvCache& c = *cs[a];
-        std::copy(k.begin() + a * kvd, k.begin() + (a + 1) * kvd, c.k[l].begin() + c.len * kvd);
-        std::copy(v.begin() + a * kvd, v.begin() + (a + 1) * kvd, c.v[l].begin() + c.len * kvd);
+        KvCache& c = caches[active[a]];
+        decode_kv_store(c.k[l].data(), c.v[l].data(), c.capacity, t.kv_heads, t.head_dim, c.len, k.data() + a * kvd,
+                        v.data() + a * kvd);
+        kvs[a].keys = c.k[l].data();
+        kvs[a].values = c.v[l].data();
+        kvs[a].len = c.len + 1;
+        kvs[a].capacity = c.capacity;
       }
-      for (KvCache* c : cs) ++c->len;  // this layer's attention sees the new key
-      decode_attention(t, q.data(), cs, l, attn.data());
-      for (KvCache* c : cs) --c->len;
-      linear_forward<float>(attn.data(), w.o_w, nullptr, mid.data(), An, qd, H);
-      lora_forward(site(l, kLoraO), no_dropout, attn.data(), mid.data(), An, no_u);
-      for (int64_t i = 0; i < An * H; ++i) mid[i] += x[i];
+      decode_attention(dims, q.data(), kvs.data(), attn.data());
+      // mid = x + o_proj(attn); with an on-the-fly adapter the residual comes after it, as in the forward.
+      const LoraSite<float>* lo = site(l, kLoraO);
+      const SkinnyOutput<float> o = output(w.o_w, nullptr, lo ? nullptr : x.data(), mid.data(), H);
+      decode_linears(attn.data(), An, qd, &o, 1);
+      if (lo) {
+        lora_forward(lo, no_dropout, attn.data(), mid.data(), An, no_u);
+        for (int64_t i = 0; i < An * H; ++i) mid[i] += x[i];
+      }
       rms_norm_forward(mid.data(), w.post_norm, xn.data(), rstd.data(), An, H, t.rms_eps);
-      linear_forward<float>(xn.data(), w.gate_w, nullptr, gate.data(), An, H, I);
-      linear_forward<float>(xn.data(), w.up_w, nullptr, up.data(), An, H, I);
-      lora_forward(site(l, kLoraGate), no_dropout, xn.data(), gate.data(), An, no_u);
-      lora_forward(site(l, kLoraUp), no_dropout, xn.data(), up.data(), An, no_u);
-      swiglu_forward(gate.data(), up.data(), act.data(), An * I);
-      linear_forward<float>(act.data(), w.down_w, nullptr, x.data(), An, I, H);
-      lora_forward(site(l, kLoraDown), no_dropout, act.data(), x.data(), An, no_u);
-      for (int64_t i = 0; i < An * H; ++i) x[i] += mid[i];
+      // act = silu(gate) * up: fused (gate and up weight rows streamed together) unless an adapter changes them.
+      if (An <= kSkinnyMaxRows && !site(l, kLoraGate) && !site(l, kLoraUp)) {
+        skinny_swiglu(xn.data(), w.gate_w, w.up_w, act.data(), An, H, I);
+      } else {
+        gate.resize(S * I);
+        up.resize(S * I);
+        const SkinnyOutput<float> gu[2] = {output(w.gate_w, nullptr, nullptr, gate.data(), I),
+                                           output(w.up_w, nullptr, nullptr, up.data(), I)};
+        decode_linears(xn.data(), An, H, gu, 2);
+        lora_forward(site(l, kLoraGate), no_dropout, xn.data(), gate.data(), An, no_u);
+        lora_forward(site(l, kLoraUp), no_dropout, xn.data(), up.data(), An, no_u);
+        swiglu_forward(gate.data(), up.data(), act.data(), An * I);
+      }
+      // x = mid + down(act) (the residual after an on-the-fly adapter, as above).
+      const LoraSite<float>* ld = site(l, kLoraDown);
+      const SkinnyOutput<float> down = output(w.down_w, nullptr, ld ? nullptr : mid.data(), x.data(), H);
+      decode_linears(act.data(), An, I, &down, 1);
+      if (ld) {
+        lora_forward(ld, no_dropout, act.data(), x.data(), An, no_u);
+        for (int64_t i = 0; i < An * H; ++i) x[i] += mid[i];
+      }
     }
-    for (KvCache* c : cs) ++c->len;
-    hidden.resize(An * H);
+    for (int64_t a = 0; a < An; ++a) ++caches[active[a]].len;
     rms_norm_forward(x.data(), p.final_norm, hidden.data(), rstd.data(), An, H, t.rms_eps);
   }
   return out;

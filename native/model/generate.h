@@ -3,6 +3,12 @@
 // (its keys/values are copied into each sample's cache). Tokens are drawn by the kernels' sampler with a
 // counter-based RNG keyed by (seed, sequence id, generated-token index), so a sample does not depend on
 // batch composition. Vision special tokens are never sampled.
+// Decode step (memory-bound: every weight is streamed once per step for all sequences): per layer, q/k/v in one
+// skinny_linear_multi pass, the new keys/values stored into each sequence's cache (decode_attention's transposed
+// layout), decode_attention, o_proj with the residual in its epilogue, gate/up + SwiGLU fused (skinny_swiglu),
+// down_proj with its residual. More than kSkinnyMaxRows sequences take GEMMs instead of the streaming kernels;
+// an on-the-fly adapter on a projection unfuses what follows it (its term is added before the residual and
+// before SwiGLU, as in the forward). All step buffers are sized once per call.
 // LoRA: with adapters enabled the adapted matrices are either merged for the call (W' = W + s B A built in a
 // separate buffer that lives for this call only; the base is never modified, so nothing drifts) or applied on the
 // fly (x W^T + s (x A^T) B^T). Both give the same greedy tokens; generation never applies adapter dropout.

@@ -95,7 +95,10 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
   batch_.input_ids = ids_.data();
   batch_.positions = positions_.data();
   batch_.cu_seqlens = cu_.data();
-  image_tokens_ = std::count(ids_.begin(), ids_.end(), static_cast<int32_t>(cfg_.image_token_id));
+  // Vision pads: the tower's output rows are the images' tokens, then the videos' (decoder.h).
+  const int64_t image_pads = std::count(ids_.begin(), ids_.end(), static_cast<int32_t>(cfg_.image_token_id));
+  const int64_t video_pads = std::count(ids_.begin(), ids_.end(), static_cast<int32_t>(cfg_.video_token_id));
+  image_tokens_ = image_pads + video_pads;
   // Adapters: dropout only in training forwards (those kept for a backward), each with its own mask call id.
   pending_lora_ = lora_ && opt.adapters;
   lview_ = LoraView<T>();
@@ -112,8 +115,9 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
   has_vision_ = vision != nullptr && vision->num_patches > 0;
   if (has_vision_) {
     const int64_t unit = cfg_.vision.merge_size * cfg_.vision.merge_size;
-    VG_CHECK_ARG(vision->num_patches / unit == image_tokens_, "forward: the images give ", vision->num_patches / unit,
-                 " image tokens but the input ids hold ", image_tokens_, " image-pad tokens");
+    VG_CHECK_ARG(vision->num_patches / unit == image_tokens_, "forward: the images and videos give ",
+                 vision->num_patches / unit, " vision tokens but the input ids hold ", image_tokens_, " (", image_pads,
+                 " image-pad + ", video_pads, " video-pad tokens)");
     vin_ = *vision;
     pixels_.assign(vision->pixel_values, vision->pixel_values + vision->num_patches * cfg_.vision.patch_dim());
     pos_ids_.assign(vision->pos_ids, vision->pos_ids + 2 * vision->num_patches);
@@ -130,7 +134,8 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
     r.image_embeds.resize(image_tokens_ * H);
     vision_forward(cfg_, view_, vin_, vacts_, r.image_embeds.data(), lv);
   } else {
-    VG_CHECK_ARG(image_tokens_ == 0, "forward: the input ids hold ", image_tokens_, " image-pad tokens but no image was given");
+    VG_CHECK_ARG(image_tokens_ == 0, "forward: the input ids hold ", image_pads, " image-pad and ", video_pads,
+                 " video-pad tokens but no image or video was given");
   }
   dacts_.recompute = opt.recompute;
   decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_, lv);

@@ -45,7 +45,7 @@ struct ForwardResult {
   std::vector<T> logprobs;  // [N] (when targets)
   std::vector<T> entropy;   // [N] (when want_entropy)
   std::vector<T> logits;    // [N, V] (when want_logits)
-  std::vector<T> image_embeds;  // [image tokens, H]
+  std::vector<T> image_embeds;  // vision tower output [image tokens + video tokens, H] (images' rows first)
 };
 
 template <typename T>
@@ -103,7 +103,7 @@ class Model {
   std::vector<T> lse_, entropy_;
   std::vector<T> dhidden_;  // reused between backward calls
   ForwardOptions opt_{};
-  int64_t image_tokens_ = 0;
+  int64_t image_tokens_ = 0;  // image-pad + video-pad tokens of the pending forward
   std::shared_ptr<LoraAdapters<T>> lora_;
   uint32_t lora_calls_ = 0;
   bool pending_lora_ = false;  // the pending forward applied the adapters

@@ -109,7 +109,7 @@ VG_TEST(model_rejects_mismatched_image_tokens) {
   Model<double> m(c.cfg);
   init_params(m, 405);
   ForwardOptions o;
-  VG_EXPECT_THROWS(m.forward(c.batch(), nullptr, o), "image-pad tokens but no image");
+  VG_EXPECT_THROWS(m.forward(c.batch(), nullptr, o), "image-pad and 0 video-pad tokens but no image or video");
   c.ids[3] = 1;  // one image-pad token fewer than the image gives
-  VG_EXPECT_THROWS(m.forward(c.batch(), &c.vin, o), "image tokens but the input ids hold 5");
+  VG_EXPECT_THROWS(m.forward(c.batch(), &c.vin, o), "vision tokens but the input ids hold 5 (5 image-pad + 0 video-pad");
 }

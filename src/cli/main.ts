@@ -20,6 +20,7 @@ const HELP = `vlm-grpo — train vision-language models with GRPO on a native C+
 Usage:
   vlm-grpo demo [--out DIR] [--seed N]                               the visual-counting demo: SFT warm start, GRPO, accuracy table
   vlm-grpo train --config run.yaml [--set key=value]... [--resume]   GRPO training
+  vlm-grpo train --config run.yaml --nproc-per-node N [--nnodes M --node-rank R --master-addr A]   data-parallel GRPO
   vlm-grpo sft --config sft.yaml [--set key=value]... [--resume]     supervised fine-tuning (e.g. a warm start)
   vlm-grpo eval --model DIR --data FILE [--reward accuracy] [--samples K]   accuracy / pass@k of a model
   vlm-grpo generate --model DIR --prompt TEXT [--image PATH]...       generate completions
@@ -32,6 +33,8 @@ Usage:
 Environment:
   VG_NUM_THREADS         threads for the CPU kernels (default: all hardware threads)
   VLM_GRPO_ADDON         load this .node file instead of build/Release/vlm_grpo.node
+  RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+                         torchrun-style rendezvous of one rank (set by --nproc-per-node; see vlm-grpo train --help)
 `;
 
 function version(): string {

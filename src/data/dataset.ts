@@ -359,6 +359,11 @@ export async function loadPromptDatasets(options: PromptDatasetOptions, context:
   };
   if (o.minPixels !== undefined) prepare.minPixels = o.minPixels;
   if (o.maxPixels !== undefined) prepare.maxPixels = o.maxPixels;
+  if (o.video !== undefined) {
+    const video: NonNullable<PrepareOptions['video']> = {};
+    for (const [k, v] of Object.entries(o.video)) if (v !== undefined) (video as Record<string, number>)[k] = v;
+    prepare.video = video;
+  }
   const base = { seed: o.seed, maxBadFraction: o.maxBadFraction, prepare, processor: context.processor, skipLog };
 
   const train = await loadFiles(o.sources, o.checkImages, { ...skipLog, label: '[data:train]' });

@@ -33,6 +33,15 @@ export const promptDatasetOptionsSchema = z.strictObject({
   minPixels: z.number().int().nonnegative().optional(),
   /** Maximum image area in pixels after resizing; default: the model's preprocessor. */
   maxPixels: z.number().int().positive().optional(),
+  /** Video frame sampling and pixel budget (qwen-vl-utils semantics; see src/processor/video.ts). Default: its defaults. */
+  video: z.strictObject({
+    fps: z.number().positive().optional(),
+    minFrames: z.number().int().positive().optional(),
+    maxFrames: z.number().int().min(2).optional(),
+    minPixels: z.number().int().positive().optional(),
+    maxPixels: z.number().int().positive().optional(),
+    totalPixels: z.number().int().positive().optional(),
+  }).optional(),
   /** Longest prompt in tokens after image expansion; longer rows are skipped and counted. null: no limit. Default null. */
   maxPromptLength: z.number().int().positive().nullable().default(null),
   /** Seed of the shuffles and of the validation split. Default 42. */
@@ -70,7 +79,11 @@ export function resolveDatasetOptions(options: PromptDatasetOptions): ResolvedDa
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length > 0 ? issue.path.join('.') : 'options';
     if (issue.code === 'unrecognized_keys') {
-      const inSource = issue.path.length > 0;
+      const inSource = issue.path[0] === 'sources' || issue.path[0] === 'validationSources';
+      if (issue.path[0] === 'video') {
+        const videoKeys = Object.keys(promptDatasetOptionsSchema.shape.video.unwrap().shape);
+        throw invalid(`Unknown dataset option ${issue.keys.map((k) => `"${k}"`).join(', ')} in video.`, `Known video options: ${videoKeys.join(', ')}.`);
+      }
       const known = inSource ? SOURCE_KEYS : KEYS;
       const hints = issue.keys.map((k) => {
         const d = didYouMean(k, known);

@@ -1,10 +1,11 @@
 /**
  * Turn a dataset row into the model's input: apply the prompt template, render the chat template, tokenize, decode
- * and preprocess the images with the configured min/max pixels, and expand each `<|image_pad|>` to the image's
- * token count (t·h·w / merge²).
+ * and preprocess the images with the configured min/max pixels (and the videos with the video sampling settings,
+ * src/processor/video.ts), and expand each `<|image_pad|>` / `<|video_pad|>` to its token count (t·h·w / merge²).
  *
- * The prompt length is counted AFTER expansion, and it is known before the costly resize + patchify: the grid comes
- * from the decoded size through smart_resize, so an over-long row is dropped having only been decoded. Rows are never
+ * The prompt length is counted AFTER expansion (video tokens included), and it is known before the costly resize +
+ * patchify: the grid comes from the decoded size through smart_resize, so an over-long row is dropped having only
+ * been decoded. Rows are never
  * truncated (truncating inside an image span is what breaks peers with "Image features and image tokens do not
  * match"). A row that cannot be prepared (missing or undecodable image, bad aspect ratio, placeholder mismatch,
  * over-long) comes back as a skip with the reason; errors that are not about the row (e.g. a missing tokenizer) throw.
@@ -13,12 +14,22 @@
  */
 import { VlmGrpoError } from '../errors.js';
 import type { ChatMessage, RenderChatOptions } from '../processor/chat-template.js';
-import { expandImageTokenIds } from '../processor/chat-template.js';
+import { expandImageTokenIds, expandVideoTokenIds } from '../processor/chat-template.js';
 import { decodeImage, preprocessRgbImage, type ImageGridThw, type ImageSize, type RgbImage } from '../processor/image.js';
 import { defaultPreprocessorConfig, type PreprocessorConfig } from '../processor/preprocessor-config.js';
 import { smartResize } from '../processor/smart-resize.js';
+import {
+  concatVideos,
+  decodeVideo,
+  preprocessVideoFrames,
+  videoGridFor,
+  type DecodedVideo,
+  type PreprocessVideoOptions,
+  type VideoProcessorConfig,
+  type VideoSamplingOptions,
+} from '../processor/video.js';
 import { applyPromptTemplate, resolvePromptTemplate, type PromptTemplate } from './prompt-template.js';
-import type { PromptRow, SkipReason, SkippedRow } from './types.js';
+import type { PromptRow, RowVideo, SkipReason, SkippedRow } from './types.js';
 
 /** What preparing needs from a model: a VlmModel satisfies it; tests pass a tokenizer and template without weights. */
 export interface PromptProcessor {
@@ -26,7 +37,10 @@ export interface PromptProcessor {
   chatTemplate: { render(messages: readonly ChatMessage[], options?: RenderChatOptions): string };
   /** Image preprocessing settings (a model's preprocessor_config.json); missing fields take HF's defaults. */
   preprocessor: Partial<PreprocessorConfig>;
-  config: { imageTokenId: number; spatialMergeSize: number };
+  /** Video processor pixel limits (a model's video_preprocessor_config.json); absent: qwen-vl-utils' defaults. */
+  videoProcessor?: VideoProcessorConfig;
+  /** videoTokenId is needed only for rows with videos. */
+  config: { imageTokenId: number; spatialMergeSize: number; videoTokenId?: number };
 }
 
 /** Options of {@link preparePrompt}. */
@@ -41,6 +55,8 @@ export interface PrepareOptions {
   minPixels?: number;
   /** Override the preprocessor's maximum image area (pixels). */
   maxPixels?: number;
+  /** Video frame sampling and pixel budget (qwen-vl-utils semantics, see src/processor/video.ts). */
+  video?: VideoSamplingOptions;
 }
 
 /** A row ready for the model. */
@@ -51,16 +67,24 @@ export interface PreparedPrompt {
   /** The rendered prompt (one `<|image_pad|>` per image, not yet expanded), ending with the assistant opener. */
   text: string;
   input: {
-    /** Token ids with every image's pad run expanded. */
+    /** Token ids with every image's and video's pad run expanded. */
     inputIds: Int32Array;
     /** All images' patch rows concatenated, [Σ t·h·w, 3·T·P·P]. Empty for text-only rows. */
     pixelValues: Float32Array;
     /** One [t, h, w] grid per image, in order. */
     imageGridThw: ImageGridThw[];
+    /** Rows with videos: all videos' patch rows concatenated. */
+    pixelValuesVideos?: Float32Array;
+    /** Rows with videos: one [t, h, w] grid per video, in order. */
+    videoGridThw?: [number, number, number][];
+    /** Rows with videos: temporal_patch_size / sampled fps per video. */
+    secondPerGridTs?: number[];
   };
   /** Per image: size after decoding (EXIF-oriented) and the size the model sees. */
   images: { original: ImageSize; input: ImageSize }[];
-  /** inputIds.length: the prompt length after image expansion. */
+  /** Per video: frame size before and after resizing, and frames used (after padding). */
+  videos?: { original: ImageSize; input: ImageSize; frames: number }[];
+  /** inputIds.length: the prompt length after image and video expansion. */
   promptLength: number;
 }
 
@@ -76,6 +100,9 @@ function firstLine(err: unknown): string {
 const ROW_ERROR_CODES: Record<string, SkipReason> = {
   ERR_IMAGE_NOT_FOUND: 'missing-image',
   ERR_IMAGE_DECODE: 'undecodable-image',
+  ERR_VIDEO_NOT_FOUND: 'missing-image',
+  ERR_VIDEO_DECODE: 'undecodable-image',
+  ERR_VIDEO_COUNT: 'invalid',
   ERR_IMAGE_ASPECT_RATIO: 'invalid',
   ERR_IMAGE_TOO_SMALL: 'invalid',
   ERR_IMAGE_SIZE: 'invalid',
@@ -144,6 +171,33 @@ async function decodeRowImages(row: PromptRow, cfg: PreprocessorConfig): Promise
   return out;
 }
 
+function describeVideo(row: PromptRow, k: number): string {
+  const videos = row.videos ?? [];
+  const v = videos[k]!;
+  return `video ${k + 1} of ${videos.length} (${'path' in v ? v.path : `${v.frames.length} frames`})`;
+}
+
+/** Decode and sample the row's videos; a missing or undecodable video (or frame) is a row skip naming it. */
+async function decodeRowVideos(row: PromptRow, options: PreprocessVideoOptions): Promise<DecodedVideo[]> {
+  const out: DecodedVideo[] = [];
+  const videos: RowVideo[] = row.videos ?? [];
+  for (let k = 0; k < videos.length; k++) {
+    const v = videos[k]!;
+    const input = 'path' in v ? v.path : v.frames.map((f) => ('path' in f ? f.path : f.bytes));
+    try {
+      out.push(await decodeVideo(input, { ...options, name: `${row.source.file}:${row.source.line} video ${k + 1}` }));
+    } catch (err) {
+      const code = err instanceof VlmGrpoError ? err.code : undefined;
+      if (code === 'ERR_VIDEO_NOT_FOUND' || code === 'ERR_IMAGE_NOT_FOUND') {
+        throw new RowSkip('missing-image', `${describeVideo(row, k)}: ${firstLine(err)}`);
+      }
+      if (code === 'ERR_VIDEO_DECODE' || code === 'ERR_IMAGE_DECODE') throw new RowSkip('undecodable-image', `${describeVideo(row, k)}: ${firstLine(err)}`);
+      throw err;  // e.g. ERR_VIDEO_DECODER_MISSING (no ffmpeg): not about the row
+    }
+  }
+  return out;
+}
+
 /**
  * Prepare one row (see the module comment). Resolves to `{ ok: false, skip }` for row problems; rejects only for
  * errors that are not about the row.
@@ -166,24 +220,43 @@ async function prepareOrThrow(row: PromptRow, processor: PromptProcessor, option
     throw new RangeError(`prepare: maxPromptLength must be a positive integer or null, got ${max}`);
   }
   const { imageTokenId, spatialMergeSize } = processor.config;
+  const numVideos = row.videos?.length ?? 0;
+  const videoTokenId = processor.config.videoTokenId;
+  if (numVideos > 0 && videoTokenId === undefined) throw new TypeError('prepare: the processor config has no videoTokenId, needed for rows with videos');
   const messages = applyPromptTemplate(row.messages, options.template ?? NO_TEMPLATE, options.systemPrompt ?? null) as ChatMessage[];
   const text = processor.chatTemplate.render(messages, { addGenerationPrompt: true });
   const ids = processor.tokenizer.encode(text);
   let pads = 0;
-  for (const id of ids) if (id === imageTokenId) pads++;
+  let videoPads = 0;
+  for (const id of ids) {
+    if (id === imageTokenId) pads++;
+    else if (videoTokenId !== undefined && id === videoTokenId) videoPads++;
+  }
   if (pads !== row.images.length) {
     throw new RowSkip('invalid', `the rendered prompt has ${pads} image pad token(s) for ${row.images.length} image(s); ` +
       'does the text contain a literal <|image_pad|> or vision token?');
   }
+  if (videoPads !== numVideos) {
+    throw new RowSkip('invalid', `the rendered prompt has ${videoPads} video pad token(s) for ${numVideos} video(s); ` +
+      'does the text contain a literal <|video_pad|> or vision token?');
+  }
   const rgb = await decodeRowImages(row, cfg);
   const grids = rgb.map((img) => gridOf(img, cfg));
+  const videoOptions: PreprocessVideoOptions = { ...options.video, preprocessor: cfg };
+  if (processor.videoProcessor) videoOptions.videoProcessor = processor.videoProcessor;
+  const decodedVideos = await decodeRowVideos(row, videoOptions);
+  const videoPlans = decodedVideos.map((v) => videoGridFor(v.frames.length, v.frames[0]!, videoOptions));
   const merge2 = spatialMergeSize * spatialMergeSize;
   let imageTokens = 0;
   for (const [t, h, w] of grids) imageTokens += (t * h * w) / merge2;
-  const promptLength = ids.length - pads + imageTokens;
+  let videoTokens = 0;
+  for (const { grid: [t, h, w] } of videoPlans) videoTokens += (t * h * w) / merge2;
+  const textTokens = ids.length - pads - videoPads;
+  const promptLength = textTokens + imageTokens + videoTokens;
   if (max !== null && max !== undefined && promptLength > max) {
-    throw new RowSkip('over-long', `the prompt is ${promptLength} tokens after image expansion (${ids.length - pads} text + ` +
-      `${imageTokens} image tokens for ${grids.length} image(s)), above maxPromptLength ${max}`);
+    const videoPart = numVideos > 0 ? ` + ${videoTokens} video tokens for ${numVideos} video(s)` : '';
+    throw new RowSkip('over-long', `the prompt is ${promptLength} tokens after image expansion (${textTokens} text + ` +
+      `${imageTokens} image tokens for ${grids.length} image(s)${videoPart}), above maxPromptLength ${max}`);
   }
   const pre = rgb.map((img, k) => preprocessRgbImage(img, { ...cfg, name: describeImage(row, k) }));
   let total = 0;
@@ -195,13 +268,18 @@ async function prepareOrThrow(row: PromptRow, processor: PromptProcessor, option
     offset += p.pixelValues.length;
   }
   const imageGridThw = pre.map((p) => p.imageGridThw);
-  const inputIds = Int32Array.from(expandImageTokenIds(ids, imageGridThw, imageTokenId, spatialMergeSize));
-  return {
-    row,
-    messages,
-    text,
-    input: { inputIds, pixelValues, imageGridThw },
-    images: pre.map((p) => ({ original: p.originalSize, input: p.resizedSize })),
-    promptLength: inputIds.length,
-  };
+  let expanded = expandImageTokenIds(ids, imageGridThw, imageTokenId, spatialMergeSize);
+  const input: PreparedPrompt['input'] = { inputIds: new Int32Array(0), pixelValues, imageGridThw };
+  const out: PreparedPrompt = { row, messages, text, input, images: pre.map((p) => ({ original: p.originalSize, input: p.resizedSize })), promptLength: 0 };
+  if (numVideos > 0) {
+    const vids = concatVideos(decodedVideos.map((v) => preprocessVideoFrames(v, videoOptions)));
+    expanded = expandVideoTokenIds(expanded, vids.videoGridThw, videoTokenId!, spatialMergeSize);
+    input.pixelValuesVideos = vids.pixelValuesVideos;
+    input.videoGridThw = vids.videoGridThw;
+    input.secondPerGridTs = vids.secondPerGridTs;
+    out.videos = vids.videos.map((v) => ({ original: v.originalSize, input: v.resizedSize, frames: v.numFrames }));
+  }
+  input.inputIds = Int32Array.from(expanded);
+  out.promptLength = input.inputIds.length;
+  return out;
 }

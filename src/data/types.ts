@@ -3,7 +3,7 @@
  *
  * Messages carry `{ type: 'image' }` parts where the row's `<image>` placeholders were (or before the text of the
  * first user turn when the row had images but no placeholder, as R1-V does), so `images[k]` is the image of the
- * k-th image part in reading order. Everything except image bytes is JSON-serialisable, so a row can be held in an
+ * k-th image part in reading order; `<video>` placeholders and `videos[k]` likewise. Everything except image bytes is JSON-serialisable, so a row can be held in an
  * Arrow table (table.ts) with its JSON columns as utf8.
  */
 
@@ -24,7 +24,12 @@ export interface RowImagePart {
   type: 'image';
 }
 
-export type RowContentPart = RowTextPart | RowImagePart;
+/** A video part: the video is the row's `videos[k]` for the k-th video part in reading order. */
+export interface RowVideoPart {
+  type: 'video';
+}
+
+export type RowContentPart = RowTextPart | RowImagePart | RowVideoPart;
 
 /** One chat message of the prompt (system, user or an earlier assistant turn). */
 export interface RowMessage {
@@ -34,6 +39,12 @@ export interface RowMessage {
 
 /** An image of a row: an absolute file path (relative paths are resolved against the source's image folder) or encoded bytes. */
 export type RowImage = { path: string } | { bytes: Uint8Array };
+
+/**
+ * A video of a row: a video file or a directory of frames (`path`, absolute), or a list of frame images (`frames`,
+ * as VLM-R1 / qwen-vl-utils `"video": [frame paths]`).
+ */
+export type RowVideo = { path: string } | { frames: RowImage[] };
 
 /** The input formats the loader understands. */
 export type DatasetFormat = 'vlm-r1' | 'verl' | 'r1v';
@@ -52,6 +63,8 @@ export interface PromptRow {
   messages: RowMessage[];
   /** One entry per image part, in order. Empty for text-only rows. */
   images: RowImage[];
+  /** One entry per video part, in order (absent or empty: no videos). */
+  videos?: RowVideo[];
   /**
    * The reference answer, as given (JSON-serialisable): VLM-R1 the last gpt turn's value, verl
    * `reward_model.ground_truth`, R1-V `solution` (rewards extract the `<answer>` span themselves).

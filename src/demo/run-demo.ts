@@ -28,8 +28,11 @@ export interface DemoOptions {
   /** Override phase sizes (tuning and benchmarks). */
   sftSteps?: number;
   grpoSteps?: number;
-  /** Continue SFT instead of GRPO for the same wall time (the honest baseline R1-V compared against). */
-  sftInsteadOfGrpo?: boolean;
+  /**
+   * Continue SFT instead of GRPO for this many seconds of wall time (the honest baseline R1-V compared against:
+   * give it the GRPO phase's measured seconds and the same warmStart).
+   */
+  continuedSftSeconds?: number;
   /** GRPO knobs for tuning: learning rate, prompts per step, group size, weight of the format reward. */
   grpo?: { lr?: number; promptsPerStep?: number; groupSize?: number; formatWeight?: number; temperature?: number; klCoef?: number };
   log?: (line: string) => void;
@@ -48,6 +51,8 @@ export interface DemoResult {
   grpo: DemoAccuracy;
   /** Paths and phase timings. */
   runDir: string;
+  /** The starting model's folder (the warm start), for a baseline run from the same start. */
+  startDir: string;
   report: string;
   phases: Record<string, number>;
 }
@@ -68,6 +73,8 @@ function sizes(o: DemoOptions) {
 }
 
 const SFT_TEMPLATE = '<think>I count them.</think><answer>{answer}</answer>';
+/** Warm-start learning rate (also the continued-SFT baseline's, constant). */
+const SFT_LR = 5e-4;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const t0 = performance.now();
@@ -99,7 +106,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const sft = new SftTrainer({
       model: { path: initDir },
       data: common.data,
-      optim: { lr: 5e-4, schedule: 'cosine', warmupSteps: Math.min(50, sz.sftSteps), microBatchSize: 16, maxGradNorm: 1 },
+      optim: { lr: SFT_LR, schedule: 'cosine', warmupSteps: Math.min(50, sz.sftSteps), microBatchSize: 16, maxGradNorm: 1 },
       sft: { answerTemplate: SFT_TEMPLATE, batchSize: sz.sftBatch },
       train: { ...common.train, steps: sz.sftSteps, outDir: join(out, 'sft'), saveEvery: 0 },
     });
@@ -119,18 +126,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   t = performance.now();
   const runDir = join(out, 'grpo');
   let finalDir: string;
-  if (o.sftInsteadOfGrpo) {
-    const budget = phases.sft ? (phases.sft / sz.sftSteps) : 0.2;
-    const steps = Math.max(1, Math.round((sz.grpoSteps * 2.0) / Math.max(budget, 1e-3)));
+  if (o.continuedSftSeconds !== undefined) {
+    // Steps are bounded by the wall-time budget (the abort saves a checkpoint), not by a step count.
+    const budgetMs = Math.max(1, o.continuedSftSeconds * 1000);
     const sft = new SftTrainer({
       model: { path: startDir },
       data: common.data,
-      optim: { lr: 2e-4, microBatchSize: 16, maxGradNorm: 1 },
+      optim: { lr: SFT_LR, schedule: 'constant', microBatchSize: 16, maxGradNorm: 1 },
       sft: { answerTemplate: SFT_TEMPLATE, batchSize: sz.sftBatch },
-      train: { ...common.train, seed: o.seed + 1, steps, outDir: runDir, saveEvery: 0 },
+      train: { ...common.train, seed: o.seed + 1, steps: 1_000_000, outDir: runDir, saveEvery: 0 },
     });
-    sft.on('step', (m) => o.onPhase?.('continued SFT', m.step, steps));
-    finalDir = (await sft.train()).lastCheckpoint;
+    const t1 = performance.now();
+    sft.on('step', () => o.onPhase?.('continued SFT', Math.min(99, Math.floor(((performance.now() - t1) / budgetMs) * 100)), 100));
+    finalDir = (await sft.train({ signal: AbortSignal.timeout(budgetMs) })).lastCheckpoint;
+    o.onPhase?.('continued SFT', 100, 100);
   } else {
     const grpo = new GrpoTrainer({
       model: { path: startDir },
@@ -152,8 +161,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const grpo = await measure(finalDir, dataDir, o.seed, (d, n) => o.onPhase?.('evaluate after', d, n));
   tick('evalEnd', t);
   const report = existsSync(join(runDir, 'metrics.jsonl')) ? await writeHtmlReport(runDir, { maxRollouts: 100 }) : '';
-  const result: DemoResult = { seed: o.seed, seconds: (performance.now() - t0) / 1000, start, grpo, runDir, report, phases };
-  writeFileSync(join(out, 'results.json'), JSON.stringify({ seed: result.seed, seconds: result.seconds, start, grpo, phases, report }, null, 2));
+  const result: DemoResult = { seed: o.seed, seconds: (performance.now() - t0) / 1000, start, grpo, runDir, startDir, report, phases };
+  writeFileSync(join(out, 'results.json'), JSON.stringify({ seed: result.seed, seconds: result.seconds, start, grpo, phases, startDir, report }, null, 2));
   return result;
 }
 

@@ -26,6 +26,7 @@ import path from 'node:path';
 import { renderScenePng } from './render.js';
 import {
   comboName,
+  countedNoun,
   CONDITION_A,
   CONDITION_B,
   gridForImageSize,
@@ -146,11 +147,13 @@ export function countingRow(s: SceneRecord): Record<string, unknown> {
     id: s.id,
     image: s.image,
     conversations: [
-      { from: 'human', value: `<image>${s.text}` },
+      { from: 'human', value: `${s.text}\n<image>` },
       { from: 'gpt', value: String(s.answer) },
     ],
     accu_reward_method: COUNTING_REWARD_METHOD,
     question_type: s.question.kind,
+    // What the question counts ("red objects", "circles"): the warm start's think text restates it.
+    target: countedNoun(s.question, 2),
     condition: s.condition,
   };
 }

@@ -5,8 +5,8 @@
  * template, preprocessor_config.json, generation_config.json):
  *
  *   preset 'demo':  text hidden 128, 4 layers, 4 heads (head dim 32), 2 KV heads, MLP 352, M-RoPE [4, 6, 6];
- *                   vision depth 2, width 64, 2 heads (head dim 32), MLP 128, patch 14, merge 2, window 56
- *                   (2×2 merged tokens) with block 1 full attention; tied embeddings. ≈ 1.0 M parameters.
+ *                   vision depth 2, width 128, 4 heads (head dim 32), MLP 256, patch 14, merge 2, window 56
+ *                   (2×2 merged tokens) with block 1 full attention; tied embeddings. ≈ 1.3 M parameters.
  *   preset 'test':  text hidden 64, 2 layers, 4 heads (16), 2 KV heads, MLP 128, M-RoPE [2, 3, 3]; vision width 32,
  *                   2 heads, MLP 64: for quick tests.
  *
@@ -49,7 +49,7 @@ interface PresetSizes {
 const PRESETS: Record<TinyModelPreset, PresetSizes> = {
   demo: {
     hidden: 128, layers: 4, heads: 4, kvHeads: 2, intermediate: 352, mropeSection: [4, 6, 6],
-    visionDepth: 2, visionHidden: 64, visionHeads: 2, visionIntermediate: 128, windowSize: 56, fullAttBlocks: [1],
+    visionDepth: 2, visionHidden: 128, visionHeads: 4, visionIntermediate: 256, windowSize: 56, fullAttBlocks: [1],
   },
   test: {
     hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 128, mropeSection: [2, 3, 3],

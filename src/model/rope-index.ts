@@ -1,28 +1,34 @@
 /**
- * M-RoPE position ids of the language model: HF transformers v4 `get_rope_index` for images (spec 4.2.1),
- * per batch row with an optional attention mask, plus the decode-step positions (spec 4.2.4).
+ * M-RoPE position ids of the language model: HF transformers v4 `get_rope_index` (spec 4.2.1) for images and
+ * videos, per batch row with an optional attention mask, plus the decode-step positions (spec 4.2.4).
  *
  * Per row, over the tokens with mask 1 (pads removed, wherever they are):
  *  - text tokens get t = h = w = a running index;
- *  - each image (a vision_start token followed by image_pad; its pads are found as the next image_pad at or
- *    after the current position) with grid (t, h, w) takes the next grid in order over the whole batch. With
- *    base = (max position so far + 1) + (text tokens since), its t·(h/M)·(w/M) tokens get, in raster order,
- *    t = base + T, h = base + row, w = base + col, where T = 0 for Qwen2.5-VL images (time index times
- *    second_per_grid_t = 0) and T = frame index for Qwen2-VL (0 for single-frame images);
- *  - text after an image continues at max(image block) + 1.
+ *  - vision items are a vision_start followed by image_pad (an image) or video_pad (a video); they are taken in
+ *    order of appearance: the next item is whichever of the next image_pad / video_pad (at or after the current
+ *    position, while the row still has items of that kind) comes first. An image takes the next image grid, a
+ *    video the next video grid, each in order over the whole batch. With base = (max position so far + 1) + (text
+ *    tokens since), the item's t·(h/M)·(w/M) tokens get, in raster order over (frame f, row, col),
+ *    t = base + T(f), h = base + row, w = base + col, where
+ *      - image: T = 0 for Qwen2.5-VL (frame index times second_per_grid_t = 0), T = f for Qwen2-VL;
+ *      - Qwen2-VL video: T = f;
+ *      - Qwen2.5-VL video: T = trunc(f · second_per_grid_t · tokens_per_second), the product in float32 as HF
+ *        computes it (second_per_grid_ts is a float32 tensor; default 1.0 per video when not given).
+ *        transformers 4.50–5.x cast second_per_grid_t to int64 before the product (0.5 s became 0); that was a
+ *        bug, fixed upstream (PR #48669), and 4.49, vLLM and the fixed versions use the float product kept here.
+ *  - text after an item continues at max(item block) + 1 (v4 rule; v5 advances by max(h, w)/M only, which
+ *    differs for videos).
  * Pad slots get 1. rope_delta = max position + 1 − L, with L the padded row length.
- * A row without images is the text-only case: positions 0, 1, ... over the unmasked tokens (HF's
+ * A row without vision items is the text-only case: positions 0, 1, ... over the unmasked tokens (HF's
  * cumsum(mask) − 1), delta = (#unmasked) − L (when no grids are passed at all, HF's text-only branch also
  * counts the pads' fill value 1 in the max, so a padded row with one real token gets delta 2 − L).
  * Decode: the token at absolute cache index c (pads included) gets c + rope_delta on all three axes.
- *
- * Videos are not supported (the image processor handles still images only): a vision_start followed by
- * video_pad is rejected rather than silently numbered as text.
  */
 import type { ModelConfig } from './config.js';
 import { normalizeGrids, type GridInput } from './vision-index.js';
 
-export type RopeIndexConfig = Pick<ModelConfig, 'modelType' | 'spatialMergeSize' | 'imageTokenId' | 'videoTokenId' | 'visionStartTokenId'>;
+export type RopeIndexConfig = Pick<ModelConfig, 'modelType' | 'spatialMergeSize' | 'imageTokenId' | 'videoTokenId' | 'visionStartTokenId'> &
+  Partial<Pick<ModelConfig, 'tokensPerSecond'>>;
 
 /** Integer sequences: typed arrays (int64 included) or plain number arrays. */
 export type IntArrayInput = ArrayLike<number> | BigInt64Array;
@@ -36,6 +42,10 @@ export interface RopeIndexInput {
   readonly attentionMask?: IntArrayInput;
   /** One [t, h, w] per image, in order over the whole batch. */
   readonly imageGridThw?: GridInput;
+  /** One [t, h, w] per video, in order over the whole batch (t = frames / temporal_patch_size). */
+  readonly videoGridThw?: GridInput;
+  /** Qwen2.5-VL: seconds per temporal grid step of each video (temporal_patch_size / fps); default 1 each. */
+  readonly secondPerGridTs?: ArrayLike<number>;
 }
 
 export interface RopeIndex {
@@ -60,7 +70,7 @@ function toInts(field: string, a: IntArrayInput): Int32Array {
   return out;
 }
 
-/** Computes position_ids [3, B, L] and rope_deltas [B] (HF v4 get_rope_index, images). */
+/** Computes position_ids [3, B, L] and rope_deltas [B] (HF v4 get_rope_index, images and videos). */
 export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): RopeIndex {
   const ids = toInts('inputIds', input.inputIds);
   const B = input.batchSize ?? 1;
@@ -75,13 +85,28 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
     if (bad >= 0) throw new RangeError(`attentionMask[${bad}] is ${mask[bad]}; expected 0 or 1`);
   }
   const M = config.spatialMergeSize;
-  const grids = input.imageGridThw === undefined ? [] : normalizeGrids('imageGridThw', input.imageGridThw, M);
+  const imageGrids = input.imageGridThw === undefined ? [] : normalizeGrids('imageGridThw', input.imageGridThw, M);
+  const videoGrids = input.videoGridThw === undefined ? [] : normalizeGrids('videoGridThw', input.videoGridThw, M);
   const isQ2 = config.modelType === 'qwen2_vl';
-  const textBranch = input.imageGridThw === undefined;
+  const tokensPerSecond = config.tokensPerSecond ?? 4;  // HF Qwen2_5_VLVisionConfig class default
+  if (!(tokensPerSecond > 0) || !Number.isFinite(tokensPerSecond)) throw new RangeError(`tokensPerSecond must be a positive number, got ${tokensPerSecond}`);
+  let secondPerGrid: number[] | null = null;
+  if (input.secondPerGridTs !== undefined) {
+    const s = input.secondPerGridTs;
+    if (s === null || typeof s !== 'object' || typeof s.length !== 'number') throw new TypeError(`secondPerGridTs: expected an array of numbers, got ${s === null ? 'null' : typeof s}`);
+    secondPerGrid = Array.from(s, Number);
+    if (secondPerGrid.length !== videoGrids.length) {
+      throw new RangeError(`secondPerGridTs has ${secondPerGrid.length} entries but videoGridThw has ${videoGrids.length} grids (one per video)`);
+    }
+    const bad = secondPerGrid.findIndex((v) => !Number.isFinite(v) || v < 0);
+    if (bad >= 0) throw new RangeError(`secondPerGridTs[${bad}] is ${secondPerGrid[bad]}; expected a finite number ≥ 0`);
+  }
+  const textBranch = input.imageGridThw === undefined && input.videoGridThw === undefined;
 
   const pos = new Int32Array(3 * B * L).fill(1);
   const deltas = new Int32Array(B);
   let img = 0;
+  let vid = 0;
   for (let b = 0; b < B; b++) {
     const keep: number[] = [];
     for (let j = 0; j < L; j++) if (!mask || mask[b * L + j] === 1) keep.push(j);
@@ -89,12 +114,11 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
     const row = keep.map((j) => ids[b * L + j]!);
     const n = row.length;
     let nImages = 0;
+    let nVideos = 0;
     for (let j = 0; j + 1 < n; j++) {
       if (row[j] !== config.visionStartTokenId) continue;
       if (row[j + 1] === config.imageTokenId) nImages++;
-      else if (row[j + 1] === config.videoTokenId) {
-        throw new RangeError(`inputIds row ${b}: video tokens (vision_start ${config.visionStartTokenId} followed by video_pad ${config.videoTokenId} at unmasked index ${j}) are not supported`);
-      }
+      else if (row[j + 1] === config.videoTokenId) nVideos++;
     }
     // Column k of the row's unmasked tokens → (t, h, w).
     const t3 = new Int32Array(n);
@@ -103,27 +127,56 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
     let k = 0;
     let next = 0; // max position so far + 1
     let st = 0;
-    for (let im = 0; im < nImages; im++) {
-      const ed = row.indexOf(config.imageTokenId, st);
-      const grid = grids[img];
-      if (grid === undefined) {
-        throw new RangeError(`imageGridThw has ${grids.length} grids, but inputIds row ${b} holds image ${im + 1} of ${nImages} (image ${img + 1} of the batch)`);
+    let remainImages = nImages;
+    let remainVideos = nVideos;
+    for (let item = 0; item < nImages + nVideos; item++) {
+      const edImage = remainImages > 0 ? row.indexOf(config.imageTokenId, st) : -1;
+      const edVideo = remainVideos > 0 ? row.indexOf(config.videoTokenId, st) : -1;
+      const isImage = edImage >= 0 && (edVideo < 0 || edImage < edVideo);
+      const ed = isImage ? edImage : edVideo;
+      const kind = isImage ? 'image' : 'video';
+      const padId = isImage ? config.imageTokenId : config.videoTokenId;
+      const field = isImage ? 'imageGridThw' : 'videoGridThw';
+      const grids = isImage ? imageGrids : videoGrids;
+      const index = isImage ? img : vid;
+      if (ed < 0) {
+        throw new RangeError(`inputIds row ${b}: vision_start is followed by a ${kind}_pad, but no ${kind}_pad is left at or after unmasked index ${st}`);
       }
-      img++;
+      const grid = grids[index];
+      if (grid === undefined) {
+        const nth = isImage ? nImages - remainImages + 1 : nVideos - remainVideos + 1;
+        throw new RangeError(`${field} has ${grids.length} grids, but inputIds row ${b} holds ${kind} ${nth} of ${isImage ? nImages : nVideos} (${kind} ${index + 1} of the batch)`);
+      }
+      // Temporal step per frame pair: Qwen2.5-VL videos scale by second_per_grid_t · tokens_per_second.
+      let step: (f: number) => number;
+      if (isImage) {
+        img++;
+        remainImages--;
+        step = isQ2 ? (f) => f : () => 0;
+      } else {
+        vid++;
+        remainVideos--;
+        if (isQ2) step = (f) => f;
+        else {
+          const spg = Math.fround(secondPerGrid?.[index] ?? 1);
+          const tps = Math.fround(tokensPerSecond);
+          step = (f) => Math.trunc(Math.fround(Math.fround(f * spg) * tps));
+        }
+      }
       const [gt, gh, gw] = grid;
       const lh = gh / M;
       const lw = gw / M;
       const count = gt * lh * lw;
       let run = 0;
-      while (ed + run < n && row[ed + run] === config.imageTokenId) run++;
+      while (ed + run < n && row[ed + run] === padId) run++;
       if (run !== count) {
-        throw new RangeError(`inputIds row ${b}, image ${img} of the batch: grid [${gt}, ${gh}, ${gw}] needs ${count} image_pad tokens (t·h·w / ${M * M}), found a run of ${run} at unmasked index ${ed}`);
+        throw new RangeError(`inputIds row ${b}, ${kind} ${index + 1} of the batch: grid [${gt}, ${gh}, ${gw}] needs ${count} ${kind}_pad tokens (t·h·w / ${M * M}), found a run of ${run} at unmasked index ${ed}`);
       }
       for (let j = 0; j < ed - st; j++, k++) t3[k] = h3[k] = w3[k] = next + j;
       const base = next + (ed - st);
       let mx = base;
       for (let f = 0; f < gt; f++) {
-        const tv = base + (isQ2 ? f : 0);
+        const tv = base + step(f);
         for (let r = 0; r < lh; r++)
           for (let c = 0; c < lw; c++, k++) {
             t3[k] = tv;
@@ -144,13 +197,16 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
       pos[2 * B * L + b * L + j] = w3[q]!;
       mx = Math.max(mx, t3[q]!, h3[q]!, w3[q]!);
     }
-    // HF's text-only branch (no image grids at all) takes the max over the whole row, pad slots (value 1)
-    // included; it differs from the image branch only for a row with a single real token.
+    // HF's text-only branch (no image or video grids at all) takes the max over the whole row, pad slots (value 1)
+    // included; it differs from the vision branch only for a row with a single real token.
     if (textBranch && n < L) mx = Math.max(mx, 1);
     deltas[b] = mx + 1 - L;
   }
-  if (img !== grids.length) {
-    throw new RangeError(`imageGridThw has ${grids.length} grids, but inputIds hold ${img} images (vision_start followed by image_pad ${config.imageTokenId})`);
+  if (img !== imageGrids.length) {
+    throw new RangeError(`imageGridThw has ${imageGrids.length} grids, but inputIds hold ${img} images (vision_start followed by image_pad ${config.imageTokenId})`);
+  }
+  if (vid !== videoGrids.length) {
+    throw new RangeError(`videoGridThw has ${videoGrids.length} grids, but inputIds hold ${vid} videos (vision_start followed by video_pad ${config.videoTokenId})`);
   }
   return { batchSize: B, seqLen: L, positionIds: pos, ropeDeltas: deltas };
 }

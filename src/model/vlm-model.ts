@@ -1,14 +1,21 @@
 /**
  * loadModel() and VlmModel: a Qwen2-VL / Qwen2.5-VL checkpoint folder loaded into the native core, with its
- * tokenizer, chat template and image processor. Heavy calls (forward, backward, generate) run on the model's
+ * tokenizer, chat template and image / video processors. Heavy calls (forward, backward, generate) run on the model's
  * own native thread and return Promises; the event loop stays free.
  */
 import { VlmGrpoError } from '../errors.js';
 import { native, type NativeModelHandle, type NativePackedInput } from '../native/binding.js';
-import { ChatTemplate, expandImageTokenIds, type ChatMessage } from '../processor/chat-template.js';
+import { ChatTemplate, expandImageTokenIds, expandVideoTokenIds, type ChatMessage } from '../processor/chat-template.js';
 import { preprocessImages, type ImageGridThw, type ImageInput, type ImageSize } from '../processor/image.js';
 import { loadPreprocessorConfig, type PreprocessorConfig } from '../processor/preprocessor-config.js';
 import { loadTokenizer, type QwenTokenizer } from '../processor/tokenizer.js';
+import {
+  loadVideoPreprocessorConfig,
+  preprocessVideos,
+  type VideoInput,
+  type VideoProcessorConfig,
+  type VideoSamplingOptions,
+} from '../processor/video.js';
 import type { ModelConfig } from './config.js';
 import type { GenerationConfig } from './generation-config.js';
 import { readModelFolder, type ModelFolder } from './index.js';
@@ -22,26 +29,44 @@ export interface LoadModelOptions {
   device?: 'cpu' | 'cuda';
 }
 
-/** One sequence for the model: token ids plus the pixels and grids of its images (in order). */
+/**
+ * One sequence for the model: token ids plus the pixels and grids of its images and of its videos (each in order of
+ * appearance; HF's names, camel-cased).
+ */
 export interface ModelInput {
   inputIds: Int32Array;
   pixelValues?: Float32Array;
   imageGridThw?: readonly (readonly [number, number, number])[];
+  /** The videos' patch rows, [Σ t·h·w, 3·T·P·P]. */
+  pixelValuesVideos?: Float32Array;
+  /** One [t, h, w] per video (t = frames / temporal_patch_size). */
+  videoGridThw?: readonly (readonly [number, number, number])[];
+  /** Qwen2.5-VL: seconds per temporal grid step of each video (temporal_patch_size / fps); default 1 each. */
+  secondPerGridTs?: readonly number[];
 }
 
-/** What encode() returns: a ModelInput plus the rendered prompt and the images' sizes. */
+/** What encode() returns: a ModelInput plus the rendered prompt and the images' and videos' sizes. */
 export interface EncodedInput extends ModelInput {
   pixelValues: Float32Array;
   imageGridThw: ImageGridThw[];
+  pixelValuesVideos: Float32Array;
+  videoGridThw: [number, number, number][];
+  secondPerGridTs: number[];
   text: string;
   /** Original sizes (after EXIF orientation) and the sizes the model saw, per image. */
   images: { original: ImageSize; input: ImageSize }[];
+  /** Frame size before and after resizing, and frames used (after padding), per video. */
+  videos: { original: ImageSize; input: ImageSize; frames: number }[];
 }
 
 export interface EncodeRequest {
   messages: ChatMessage[];
   /** One per {type: 'image'} part, in order: paths or encoded bytes. */
   images?: ImageInput[];
+  /** One per {type: 'video'} part, in order: a list of frames, a directory of frames, or a video file (ffmpeg). */
+  videos?: VideoInput[];
+  /** Frame sampling and pixel budget of the videos (qwen-vl-utils defaults; the folder's video_preprocessor_config.json limits). */
+  videoOptions?: VideoSamplingOptions;
   /** Append the assistant turn opener (default true). */
   addGenerationPrompt?: boolean;
 }
@@ -111,12 +136,15 @@ export class VlmModel {
   readonly tokenizer: QwenTokenizer;
   readonly chatTemplate: ChatTemplate;
   readonly preprocessor: PreprocessorConfig;
+  /** video_preprocessor_config.json pixel limits ({} when the folder has none). */
+  readonly videoProcessor: VideoProcessorConfig;
   #handle: NativeModelHandle | undefined;
   #busy: Promise<unknown> = Promise.resolve();
   #lora: LoraConfig | undefined;
 
   /** @internal use loadModel() */
-  constructor(folder: ModelFolder, handle: NativeModelHandle, tokenizer: QwenTokenizer, chatTemplate: ChatTemplate, preprocessor: PreprocessorConfig) {
+  constructor(folder: ModelFolder, handle: NativeModelHandle, tokenizer: QwenTokenizer, chatTemplate: ChatTemplate, preprocessor: PreprocessorConfig,
+    videoProcessor: VideoProcessorConfig = {}) {
     this.folder = folder;
     this.dir = folder.dir;
     this.config = folder.config;
@@ -125,6 +153,7 @@ export class VlmModel {
     this.tokenizer = tokenizer;
     this.chatTemplate = chatTemplate;
     this.preprocessor = preprocessor;
+    this.videoProcessor = videoProcessor;
   }
 
   get disposed(): boolean {
@@ -137,7 +166,7 @@ export class VlmModel {
     return this.#handle;
   }
 
-  /** Chat template + images -> token ids (image placeholders expanded), pixel values and grids. */
+  /** Chat template + images + videos -> token ids (image and video placeholders expanded), pixel values and grids. */
   async encode(req: EncodeRequest): Promise<EncodedInput> {
     const tok = this.tokenizer;
     if (!tok.available) tok.encode('');  // throws ERR_TOKENIZER_MISSING naming the folder
@@ -146,17 +175,31 @@ export class VlmModel {
     const pre = images.length
       ? await preprocessImages(images, this.preprocessor)
       : { pixelValues: new Float32Array(0), imageGridThw: [] as ImageGridThw[], images: [] };
-    const ids = expandImageTokenIds(tok.encode(text), pre.imageGridThw, this.config.imageTokenId, this.config.spatialMergeSize);
+    const videos = req.videos ?? [];
+    const vid = videos.length
+      ? await preprocessVideos(videos, { ...req.videoOptions, preprocessor: this.preprocessor, videoProcessor: this.videoProcessor })
+      : { pixelValuesVideos: new Float32Array(0), videoGridThw: [] as [number, number, number][], secondPerGridTs: [] as number[], videos: [] };
+    const M = this.config.spatialMergeSize;
+    let ids = expandImageTokenIds(tok.encode(text), pre.imageGridThw, this.config.imageTokenId, M);
+    ids = expandVideoTokenIds(ids, vid.videoGridThw, this.config.videoTokenId, M);
     return {
       inputIds: Int32Array.from(ids),
       pixelValues: pre.pixelValues,
       imageGridThw: pre.imageGridThw,
+      pixelValuesVideos: vid.pixelValuesVideos,
+      videoGridThw: vid.videoGridThw,
+      secondPerGridTs: vid.secondPerGridTs,
       text,
       images: pre.images.map((m) => ({ original: m.originalSize, input: m.resizedSize })),
+      videos: vid.videos.map((m) => ({ original: m.originalSize, input: m.resizedSize, frames: m.numFrames })),
     };
   }
 
-  /** Packs sequences end to end with their M-RoPE positions and the images' vision index arrays. */
+  /**
+   * Packs sequences end to end with their M-RoPE positions and the vision index arrays. The vision tower gets every
+   * image of the batch (in order), then every video: the native decoder puts the image rows at the image-pad tokens
+   * and the video rows at the video-pad tokens (HF scatters image and video features separately the same way).
+   */
   pack(inputs: readonly ModelInput[]): NativePackedInput & { ropeDeltas: Int32Array } {
     const c = this.config;
     let total = 0;
@@ -165,30 +208,46 @@ export class VlmModel {
     const positions = new Int32Array(3 * total);
     const cuSeqlens = new Int32Array(inputs.length + 1);
     const ropeDeltas = new Int32Array(inputs.length);
-    const grids: (readonly [number, number, number])[] = [];
-    let pixelCount = 0;
+    const imageGrids: (readonly [number, number, number])[] = [];
+    const videoGrids: (readonly [number, number, number])[] = [];
+    let imagePixels = 0;
+    let videoPixels = 0;
     let off = 0;
+    const patches = (g: readonly (readonly [number, number, number])[]): number => g.reduce((n, [t, h, w]) => n + t * h * w, 0) * c.patchInputSize;
     inputs.forEach((s, i) => {
       if (!(s.inputIds instanceof Int32Array)) throw new TypeError(`inputs[${i}].inputIds must be an Int32Array`);
       const g = s.imageGridThw ?? [];
-      const rope = getRopeIndex(c, { inputIds: s.inputIds, imageGridThw: g.map((x) => [...x]) });
+      const vg = s.videoGridThw ?? [];
+      const rope = getRopeIndex(c, {
+        inputIds: s.inputIds,
+        imageGridThw: g.map((x) => [...x]),
+        ...(vg.length ? { videoGridThw: vg.map((x) => [...x]) } : {}),
+        ...(s.secondPerGridTs ? { secondPerGridTs: s.secondPerGridTs } : {}),
+      });
       const L = s.inputIds.length;
       inputIds.set(s.inputIds, off);
       for (let a = 0; a < 3; a++) positions.set(rope.positionIds.subarray(a * L, (a + 1) * L), a * total + off);
       ropeDeltas[i] = rope.ropeDeltas[0]!;
       off += L;
       cuSeqlens[i + 1] = off;
-      grids.push(...g);
+      imageGrids.push(...g);
+      videoGrids.push(...vg);
       const pv = s.pixelValues?.length ?? 0;
-      const expect = g.reduce((n, [t, h, w]) => n + t * h * w, 0) * c.patchInputSize;
-      if (pv !== expect) throw new RangeError(`inputs[${i}].pixelValues has ${pv} values, expected ${expect} for grids ${JSON.stringify(g)}`);
-      pixelCount += pv;
+      if (pv !== patches(g)) throw new RangeError(`inputs[${i}].pixelValues has ${pv} values, expected ${patches(g)} for grids ${JSON.stringify(g)}`);
+      const pvv = s.pixelValuesVideos?.length ?? 0;
+      if (pvv !== patches(vg)) {
+        throw new RangeError(`inputs[${i}].pixelValuesVideos has ${pvv} values, expected ${patches(vg)} for video grids ${JSON.stringify(vg)}`);
+      }
+      imagePixels += pv;
+      videoPixels += pvv;
     });
     const out: NativePackedInput & { ropeDeltas: Int32Array } = { inputIds, positions, cuSeqlens, ropeDeltas };
+    const grids = [...imageGrids, ...videoGrids];
     if (grids.length) {
-      const pixelValues = new Float32Array(pixelCount);
+      const pixelValues = new Float32Array(imagePixels + videoPixels);
       let p = 0;
       for (const s of inputs) if (s.pixelValues) { pixelValues.set(s.pixelValues, p); p += s.pixelValues.length; }
+      for (const s of inputs) if (s.pixelValuesVideos) { pixelValues.set(s.pixelValuesVideos, p); p += s.pixelValuesVideos.length; }
       const vi = buildVisionIndex(c, grids.map((x) => [...x]));
       out.vision = { numPatches: vi.numPatches, pixelValues, posIds: vi.posIds, cuSeqlens: vi.cuSeqlens };
       if (vi.windowIndex && vi.cuWindowSeqlens) {
@@ -405,7 +464,8 @@ export class VlmModel {
 
 /**
  * Loads a model folder: config.json, the safetensors weights (memory-mapped, converted to fp32), and, when
- * present, tokenizer.json / tokenizer_config.json, the chat template and preprocessor_config.json.
+ * present, tokenizer.json / tokenizer_config.json, the chat template, preprocessor_config.json and
+ * video_preprocessor_config.json.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<VlmModel> {
   const device = options.device ?? 'cpu';
@@ -414,10 +474,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       "Use device: 'cpu' (the CUDA kernels are built, but the model does not run on the GPU yet).");
   }
   const folder = readModelFolder(dir);
-  const [tokenizer, chatTemplate, preprocessor] = await Promise.all([
+  const [tokenizer, chatTemplate, preprocessor, videoProcessor] = await Promise.all([
     loadTokenizer(folder.dir, { optional: true }),
     ChatTemplate.load(folder.dir),
     loadPreprocessorConfig(folder.dir, { optional: true }),
+    loadVideoPreprocessorConfig(folder.dir),
   ]);
   const NativeModel = native().NativeModel;
   const handle = new NativeModel(nativeModelConfig(folder.config));
@@ -427,5 +488,5 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     handle.dispose();
     throw err;
   }
-  return new VlmModel(folder, handle, tokenizer, chatTemplate, preprocessor);
+  return new VlmModel(folder, handle, tokenizer, chatTemplate, preprocessor, videoProcessor);
 }

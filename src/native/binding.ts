@@ -15,6 +15,8 @@ export interface NativeBuildInfo {
   blasAvailable: boolean;
   cudaCompiled: boolean;
   cudaToolkit: string;
+  /** Gloo (CPU collectives for multi-process training) was found at build time. */
+  glooAvailable: boolean;
   cpuFlags: string;
   buildType: string;
   sanitize: string;
@@ -101,7 +103,11 @@ export interface NativeModelHandle {
   optimizerStep(o: {
     target?: 'params' | 'lora'; begin?: number; end?: number; expAvg: Float32Array; expAvgSq: Float32Array; step: number; lr: number;
     beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number;
+    /** The pre-clip GLOBAL norm measured by the caller (across ranks): native clips with it instead of measuring. */
+    gradNorm?: number;
   }): Promise<{ gradNorm: number; skipped: boolean }>;
+  /** Σ g² (double, thread-count independent) over gradients [begin, end) of 'params' or 'lora', on the model thread. */
+  gradSquaredSum(o: { target?: 'params' | 'lora'; begin?: number; end?: number }): Promise<number>;
   parameters(): Float32Array;
   gradients(): Float32Array;
   layout(): { name: string; shape: number[]; offset: number; numel: number; vision: boolean }[];
@@ -122,7 +128,37 @@ export interface NativeModelHandle {
   dispose(): void;
 }
 
+/** Options of createCommunicator (communicator_binding.cpp); rendezvous at masterAddr:masterPort served by rank 0. */
+export interface NativeCommunicatorOptions {
+  backend: 'gloo' | 'nccl'; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number;
+  /** CUDA device of this rank (nccl). */
+  cudaDevice?: number;
+  /** Local address Gloo binds to (default: the local address that routes to masterAddr). */
+  localAddr?: string;
+}
+
+/**
+ * A collective communicator (native/dist/communicator.h). Every operation is in place on the given typed array,
+ * runs on the handle's own native thread in submission order, and must be issued by every rank in the same order.
+ * reduceScatter/allGather: buf holds sum(counts) values laid out rank by rank; counts.length === worldSize.
+ */
+export interface NativeCommunicatorHandle {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: 'gloo' | 'nccl';
+  allReduce(buf: Float32Array | Float64Array, op?: 'sum' | 'max' | 'min'): Promise<void>;
+  reduceScatter(buf: Float32Array, counts: number[]): Promise<void>;
+  allGather(buf: Float32Array, counts: number[]): Promise<void>;
+  broadcast(buf: Float32Array | Uint8Array, root: number): Promise<void>;
+  barrier(): Promise<void>;
+  /** Idempotent; queued operations finish first. */
+  destroy(): Promise<void>;
+}
+
 export interface NativeAddon {
+  // ---- communicator_binding.cpp
+  createCommunicator(o: NativeCommunicatorOptions): Promise<NativeCommunicatorHandle>;
+
   // ---- model_binding.cpp
   NativeModel: new (config: NativeModelConfig) => NativeModelHandle;
 

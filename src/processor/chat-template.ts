@@ -7,8 +7,9 @@
  * `chat_template`; a folder without any gets {@link DEFAULT_QWEN2_VL_CHAT_TEMPLATE}, the template shipped
  * with Qwen2-VL and Qwen2.5-VL (default system prompt "You are a helpful assistant.").
  *
- * The template emits one `<|vision_start|><|image_pad|><|vision_end|>` per image; the processor then
- * replaces the k-th `<|image_pad|>` by t·h·w / merge² copies, t·h·w being image k's grid (spec 2.8).
+ * The template emits one `<|vision_start|><|image_pad|><|vision_end|>` per image (`<|video_pad|>` per video); the
+ * processor then replaces the k-th `<|image_pad|>` by t·h·w / merge² copies, t·h·w being image k's grid (spec 2.8),
+ * and the k-th `<|video_pad|>` likewise with video k's grid.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -205,11 +206,11 @@ export function imageTokenCount(grid: readonly number[], mergeSize = 2): number 
   return n / m2;
 }
 
-function countMismatch(found: number, grids: number): VlmGrpoError {
+function countMismatch(found: number, grids: number, kind: 'image' | 'video' = 'image'): VlmGrpoError {
   return new VlmGrpoError(
-    'ERR_IMAGE_COUNT',
-    `The prompt has ${found} image placeholder(s) but ${grids} image(s) were given.`,
-    'Give exactly one image per {type: "image"} content part, in the order the parts appear.',
+    kind === 'image' ? 'ERR_IMAGE_COUNT' : 'ERR_VIDEO_COUNT',
+    `The prompt has ${found} ${kind} placeholder(s) but ${grids} ${kind}(s) were given.`,
+    `Give exactly one ${kind} per {type: "${kind}"} content part, in the order the parts appear.`,
   );
 }
 
@@ -243,20 +244,37 @@ export function expandImageTokenIds(
   imagePadId: number,
   mergeSize = 2,
 ): number[] {
+  return expandPadIds(ids, grids, imagePadId, mergeSize, 'image');
+}
+
+/**
+ * Video twin of {@link expandImageTokenIds}: repeat the k-th `videoPadId` t·h·w / mergeSize² times for video k's
+ * grid (HF's processor expands `<|video_pad|>` the same way). Throws `ERR_VIDEO_COUNT` when counts differ.
+ */
+export function expandVideoTokenIds(
+  ids: ArrayLike<number>,
+  grids: readonly (readonly number[])[],
+  videoPadId: number,
+  mergeSize = 2,
+): number[] {
+  return expandPadIds(ids, grids, videoPadId, mergeSize, 'video');
+}
+
+function expandPadIds(ids: ArrayLike<number>, grids: readonly (readonly number[])[], padId: number, mergeSize: number, kind: 'image' | 'video'): number[] {
   const counts = grids.map((g) => imageTokenCount(g, mergeSize));
   const out: number[] = [];
   let k = 0;
   for (let i = 0; i < ids.length; i++) {
     const v = ids[i]!;
-    if (v !== imagePadId) {
+    if (v !== padId) {
       out.push(v);
       continue;
     }
-    if (k >= counts.length) throw countMismatch(countPads(ids, imagePadId), grids.length);
+    if (k >= counts.length) throw countMismatch(countPads(ids, padId), grids.length, kind);
     for (let j = 0; j < counts[k]!; j++) out.push(v);
     k++;
   }
-  if (k !== counts.length) throw countMismatch(k, grids.length);
+  if (k !== counts.length) throw countMismatch(k, grids.length, kind);
   return out;
 }
 

@@ -35,6 +35,31 @@ export {
   DEFAULT_QWEN2_VL_CHAT_TEMPLATE,
   expandImagePlaceholders,
   expandImageTokenIds,
+  expandVideoTokenIds,
   imageTokenCount,
 } from './chat-template.js';
 export type { ChatMessage, ChatContentPart, RenderChatOptions } from './chat-template.js';
+export {
+  preprocessVideo,
+  preprocessVideos,
+  preprocessVideoFrames,
+  decodeVideo,
+  patchifyVideo,
+  smartNframes,
+  sampleFrameIndices,
+  videoPixelBudget,
+  videoGridFor,
+  loadVideoPreprocessorConfig,
+  VIDEO_MIN_PIXELS,
+  VIDEO_MAX_PIXELS,
+  VIDEO_TOTAL_PIXELS,
+} from './video.js';
+export type {
+  VideoInput,
+  VideoSamplingOptions,
+  PreprocessVideoOptions,
+  PreprocessedVideo,
+  PreprocessedVideos,
+  DecodedVideo,
+  VideoProcessorConfig,
+} from './video.js';

@@ -20,7 +20,10 @@ export interface SmartResizeOptions {
   factor?: number;
   /** Minimum area in pixels. Default 3136 (56·56). */
   minPixels?: number;
-  /** Maximum area in pixels. Default 1003520 (28·28·1280). */
+  /**
+   * Maximum area in pixels. Default 1003520 (28·28·1280). May be fractional: qwen-vl-utils' video budget
+   * (total_pixels / frames · 2) is a float and enters β = √(h·w / max) unrounded.
+   */
   maxPixels?: number;
 }
 
@@ -62,7 +65,8 @@ export function smartResize(
   if (typeof minPixels !== 'number' || !Number.isSafeInteger(minPixels) || minPixels < 0) {
     throw new RangeError(`smartResize: minPixels must be a non-negative integer, got ${minPixels}`);
   }
-  checkPositiveInt('maxPixels', maxPixels);
+  if (typeof maxPixels !== 'number') throw new TypeError(`smartResize: maxPixels must be a number, got ${typeof maxPixels}`);
+  if (!Number.isFinite(maxPixels) || maxPixels < 1) throw new RangeError(`smartResize: maxPixels must be a finite number ≥ 1, got ${maxPixels}`);
   if (minPixels > maxPixels) {
     throw new RangeError(`smartResize: minPixels (${minPixels}) must not exceed maxPixels (${maxPixels})`);
   }

@@ -11,7 +11,14 @@ export function toTrainerPrompt(p: DataPrompt): PreparedPrompt {
   const row = p.row;
   return {
     id: row.id,
-    input: { inputIds: p.input.inputIds, pixelValues: p.input.pixelValues, imageGridThw: p.input.imageGridThw },
+    input: {
+      inputIds: p.input.inputIds,
+      pixelValues: p.input.pixelValues,
+      imageGridThw: p.input.imageGridThw,
+      ...(p.input.videoGridThw?.length
+        ? { pixelValuesVideos: p.input.pixelValuesVideos!, videoGridThw: p.input.videoGridThw, secondPerGridTs: p.input.secondPerGridTs! }
+        : {}),
+    },
     text: p.text,
     groundTruth: row.groundTruth,
     // Reward functions see the row's other columns plus the per-row method and data source.
@@ -48,6 +55,7 @@ export async function loadConfiguredDatasets(cfg: Pick<TrainConfig, 'data' | 'tr
     minPixels: cfg.data.minPixels,
     maxPixels: cfg.data.maxPixels,
     maxPromptLength: cfg.data.maxPromptLength,
+    ...(cfg.data.video ? { video: cfg.data.video } : {}),
     seed: cfg.train.seed,
     shuffle: cfg.data.shuffle,
     maxBadFraction: cfg.data.maxBadFraction,

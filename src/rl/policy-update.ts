@@ -3,12 +3,20 @@
  * (prompt + completion per sequence), log-probs of the completion tokens from the model, the fused GRPO loss
  * (kernels.grpoLoss) with its gradient, backward into the model, then one optimizer step. The loss is normalised
  * over the whole batch (global token count / sequence count), so micro-batching does not change the gradient.
+ * Data parallel: each rank passes its share of the rollouts plus the normalisers of the GLOBAL batch, so the sum
+ * of the ranks' gradients is the one-process gradient (the sharded optimizer sums them); the logged statistics are
+ * summed over ranks (`sumAcrossRanks`) and every rank runs the same passes and collectives, even with no rollouts.
  */
 import type { TrainConfig } from '../config/schema.js';
 import { grpoLoss } from '../kernels/grpo.js';
 import type { VlmModel } from '../model/vlm-model.js';
-import type { AdamW } from './optimizer.js';
 import type { Rollout } from './types.js';
+
+/** What the update needs from an optimizer (AdamW, or the data-parallel ZeroAdamW). */
+export interface StepOptimizer {
+  currentLr(): number;
+  apply(): Promise<{ gradNorm: number; lr: number; skipped: boolean }>;
+}
 
 export interface UpdateStats {
   loss: number;
@@ -78,6 +86,17 @@ export async function scoreLogprobs(model: VlmModel, rollouts: readonly Rollout[
   return out;
 }
 
+/** Token and sequence counts the loss is normalised by: completions in the loss (not masked, not empty). */
+export function batchNormalizers(rollouts: readonly Rollout[], maskTruncated: boolean): { tokenCount: number; seqCount: number } {
+  let tokenCount = 0, seqCount = 0;
+  for (const r of rollouts) {
+    if ((maskTruncated && r.truncated) || r.tokens.length === 0) continue;
+    tokenCount += r.tokens.length;
+    seqCount++;
+  }
+  return { tokenCount, seqCount };
+}
+
 /**
  * Runs the μ update passes. `oldLogprobs` (per rollout) are required when μ > 1; with μ = 1 the update is exactly
  * on-policy and the current log-probs serve as the old ones. `refLogprobs` are required when klCoef > 0.
@@ -86,7 +105,7 @@ export async function updatePolicy(
   model: VlmModel,
   rollouts: readonly Rollout[],
   cfg: TrainConfig,
-  optimizer: AdamW,
+  optimizer: StepOptimizer,
   extra: {
     oldLogprobs?: Float32Array[];
     refLogprobs?: Float32Array[];
@@ -95,19 +114,18 @@ export async function updatePolicy(
     /** Per rollout, per completion token: importance weights multiplying the loss (rollout correction). */
     tokenWeights?: Float32Array[];
     signal?: AbortSignal;
+    /** Data parallel: token and sequence counts of the whole batch over all ranks (default: of `rollouts`). */
+    normalizers?: { tokenCount: number; seqCount: number };
+    /** Data parallel: elementwise sums over ranks (all ranks call it the same number of times). */
+    sumAcrossRanks?: (values: number[]) => Promise<number[]>;
   },
 ): Promise<UpdateStats> {
   const a = cfg.algorithm;
   const seqs = buildSequences(rollouts, cfg.rollout.maskTruncated);
   const index = new Map(rollouts.map((r, i) => [r, i]));
   const temperature = cfg.rollout.temperature > 0 ? cfg.rollout.temperature : 1;
-  // Global normalisers over the whole rollout batch.
-  let tokenCount = 0, seqCount = 0;
-  for (const s of seqs) {
-    if (!s.mask || s.rollout.tokens.length === 0) continue;
-    tokenCount += s.rollout.tokens.length;
-    seqCount++;
-  }
+  // Global normalisers over the whole rollout batch (over all ranks when data parallel).
+  const { tokenCount, seqCount } = extra.normalizers ?? batchNormalizers(rollouts, cfg.rollout.maskTruncated);
   const stats: UpdateStats = { loss: 0, kl: 0, entropy: 0, clipFracLow: 0, clipFracHigh: 0, clipFracDual: 0, ratioMean: 0, gradNorm: 0, lr: 0, trainTokens: tokenCount, skippedSteps: 0 };
   if (tokenCount === 0) return stats;
   const needEntropy = true;  // entropy is always logged (the kernel computes it in the same pass)
@@ -175,6 +193,10 @@ export async function updatePolicy(
     if (step.skipped) stats.skippedSteps++;
     // Report the first pass's statistics (what the rollout policy saw) and the last pass's optimizer numbers.
     if (pass === 0) {
+      if (extra.sumAcrossRanks) {
+        [loss, wsum, acc.kl, acc.entropy, acc.clipFracLow, acc.clipFracHigh, acc.clipFracDual, acc.ratioMean] = await extra.sumAcrossRanks(
+          [loss, wsum, acc.kl, acc.entropy, acc.clipFracLow, acc.clipFracHigh, acc.clipFracDual, acc.ratioMean]) as [number, number, number, number, number, number, number, number];
+      }
       stats.loss = loss;
       const d = Math.max(1, wsum);
       stats.kl = acc.kl / d;

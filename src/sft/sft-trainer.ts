@@ -69,7 +69,7 @@ export class SftTrainer extends EventEmitter<SftEvents> {
   #example(p: PreparedPrompt): Example {
     const m = this.#model!;
     const c = this.config.sft;
-    const text = c.answerTemplate.split('{answer}').join(groundTruthText(p.groundTruth));
+    const text = fillAnswerTemplate(c.answerTemplate, groundTruthText(p.groundTruth), p.row, p.id);
     const answer = m.tokenizer.encode(text);
     if (c.appendEos) answer.push(m.tokenizer.specialTokens.imEnd);
     const promptIds = p.input.inputIds;
@@ -158,4 +158,16 @@ export class SftTrainer extends EventEmitter<SftEvents> {
       if (!this.#opts.model) await this.#model.dispose();
     }
   }
+}
+
+/**
+ * The SFT target: `{answer}` becomes the ground truth, `{row.COLUMN}` a column of the data row (so a template can
+ * restate, say, what the question asks about). A missing column is an error naming the row and the column.
+ */
+export function fillAnswerTemplate(template: string, answer: string, row: Record<string, unknown> | undefined, rowId: string): string {
+  return template.split('{answer}').join(answer).replace(/\{row\.([A-Za-z0-9_]+)\}/g, (_, col: string) => {
+    const v = row?.[col];
+    if (v === undefined || v === null) throw new RangeError(`sft.answerTemplate uses {row.${col}} but row ${rowId} has no "${col}" column; add it to the data or change the template`);
+    return String(v);
+  });
 }

@@ -35,6 +35,7 @@ describe('prompt rows as an Arrow table', () => {
     expect(table.numRows).toBe(3);
     expect(table.schema.fields.map((f) => `${f.name}:${String(f.type)}`)).toEqual([
       'id:Utf8', 'file:Utf8', 'line:Int32', 'format:Utf8', 'messages:Utf8', 'images:List<Struct<{path:Utf8, bytes:Binary}>>',
+      'videos:List<Struct<{path:Utf8, frames:List<Struct<{path:Utf8, bytes:Binary}>>}>>',
       'ground_truth:Utf8', 'reward_method:Utf8', 'data_source:Utf8', 'extra:Utf8',
     ]);
     expect(readRows(table).map(comparable)).toEqual(rows.map(comparable));

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadPromptDatasets } from '../../src/data/dataset.js';
 import type { PromptProcessor } from '../../src/data/prepare.js';
-import { CONDITION_B, comboCondition, comboName, countMatches, objectContains, questionText } from '../../src/demo/scenes.js';
+import { CONDITION_B, comboCondition, comboName, countedNoun, countMatches, objectContains, questionText } from '../../src/demo/scenes.js';
 import { writeCountingDataset, type CountingDatasetResult, type SceneRecord } from '../../src/demo/synth-counting.js';
 import { writeTinyModel } from '../../src/demo/tiny-model.js';
 import { readModelConfig } from '../../src/model/config.js';
@@ -111,11 +111,12 @@ describe('splits and answers', () => {
         expect(row.id).toBe(s.id);
         expect(row.image).toBe(`images/${s.id}.png`);
         expect(row.conversations).toEqual([
-          { from: 'human', value: `<image>${questionText(s.question)}` },
+          { from: 'human', value: `${questionText(s.question)}\n<image>` },
           { from: 'gpt', value: String(n) },
         ]);
         expect(row.accu_reward_method).toBe('counting');
         expect(row.question_type).toBe(s.question.kind);
+        expect(row.target).toBe(countedNoun(s.question, 2));
         if (split === 'test_ood_counts') expect(n).toBeGreaterThanOrEqual(6);
         else expect(n).toBeLessThanOrEqual(5);
       });

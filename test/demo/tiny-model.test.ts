@@ -33,7 +33,7 @@ describe('writeTinyModel', () => {
     expect(c.modelType).toBe('qwen2_5_vl');
     expect(c.layout).toBe('flat');
     expect([c.hiddenSize, c.numHiddenLayers, c.numAttentionHeads, c.numKeyValueHeads, c.headDim, c.intermediateSize]).toEqual([128, 4, 4, 2, 32, 352]);
-    expect([c.visionDepth, c.visionHiddenSize, c.visionNumHeads, c.visionHeadDim, c.visionIntermediateSize]).toEqual([2, 64, 2, 32, 128]);
+    expect([c.visionDepth, c.visionHiddenSize, c.visionNumHeads, c.visionHeadDim, c.visionIntermediateSize]).toEqual([2, 128, 4, 32, 256]);
     expect([c.patchSize, c.spatialMergeSize, c.windowSize, c.windowUnits]).toEqual([14, 2, 56, 2]);
     expect(c.visionBlockAttention).toEqual(['window', 'full']);
     expect(c.outHiddenSize).toBe(128);
@@ -121,7 +121,7 @@ describe('loadModel on the tiny model', () => {
   it('encodes a generated image without resizing and generates; greedy decoding is repeatable', async () => {
     const data = await writeCountingDataset({ outDir: path.join(root, 'data'), train: 2, testId: 0, testOod: 0 });
     const row = JSON.parse(readFileSync(data.splits.train!.jsonl, 'utf8').split('\n')[0]!);
-    const question = (row.conversations[0].value as string).replace('<image>', '');
+    const question = (row.conversations[0].value as string).replace('<image>', '').trim();
     const enc = await model.encode({
       messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }],
       images: [path.join(data.outDir, row.image)],

@@ -221,7 +221,7 @@ describe('M-RoPE position ids: rules', () => {
     expect(() => getRopeIndex(cfg, { inputIds: img, imageGridThw: [[1, 4, 4], [1, 2, 2]] })).toThrow(/imageGridThw has 2 grids, but inputIds hold 1 images/);
     expect(() => getRopeIndex(cfg, { inputIds: img, imageGridThw: [[1, 2, 2]] })).toThrow(/grid \[1, 2, 2\] needs 1 image_pad tokens .* found a run of 4/);
     expect(() => getRopeIndex(cfg, { inputIds: img, imageGridThw: [[1, 3, 4]] })).toThrow(/imageGridThw\[0\]: grid h 3 and w 4 must be divisible by spatial_merge_size 2/);
-    expect(() => getRopeIndex(cfg, { inputIds: [1, 498, 501, 499] })).toThrow(/video tokens .* are not supported/);
+    expect(() => getRopeIndex(cfg, { inputIds: [1, 498, 501, 499] })).toThrow(/videoGridThw has 0 grids, but inputIds row 0 holds video 1 of 1/);
     expect(() => getRopeIndex(cfg, { inputIds: [1, 2, 3], batchSize: 2 })).toThrow(/length 3 is not a positive multiple of batchSize 2/);
     expect(() => getRopeIndex(cfg, { inputIds: [1, 2], attentionMask: [1] })).toThrow(/attentionMask length 1 != inputIds length 2/);
     expect(() => getRopeIndex(cfg, { inputIds: [1, 2], attentionMask: [1, 2] })).toThrow(/attentionMask\[1\] is 2/);

@@ -3,15 +3,17 @@
  * image references into resolved paths or bytes, and text with `<image>` placeholders into message parts.
  *
  * Placeholder rule (all formats): each `<image>` in the prompt text (or an explicit `{type: 'image'}` part) takes
- * the next image of the row, in reading order across messages. A row with images and no placeholder at all gets its
+ * the next image of the row, in reading order across messages; each `<video>` (or `{type: 'video'}`) the next video. A row with images and no placeholder at all gets its
  * images before the text of its first user message (R1-V, and VLM-R1's own behaviour). Any other count mismatch
  * is a row error.
  */
 import path from 'node:path';
-import type { DatasetFormat, PromptRow, RowContentPart, RowImage, RowMessage, RowSource } from '../types.js';
+import type { DatasetFormat, PromptRow, RowContentPart, RowImage, RowMessage, RowSource, RowVideo } from '../types.js';
 
 /** The placeholder that marks where an image goes in prompt text (VLM-R1, verl, EasyR1). */
 export const IMAGE_PLACEHOLDER = '<image>';
+/** The placeholder that marks where a video goes in prompt text (VLM-R1, verl). */
+export const VIDEO_PLACEHOLDER = '<video>';
 
 /** A row that parsed but does not fit its format; the loader skips it as 'invalid' with this message. */
 export class InvalidRowError extends Error {
@@ -116,10 +118,10 @@ export function rowId(own: unknown, source: RowSource): string {
   return `${path.basename(source.file)}:${source.line}`;
 }
 
-function resolvePath(p: string, ctx: RowContext): string {
+function resolvePath(p: string, ctx: RowContext, what = 'an image path'): string {
   let s = p.trim();
   if (s.startsWith('file://')) s = s.slice('file://'.length);
-  if (s.length === 0) throw new InvalidRowError('an image path is empty');
+  if (s.length === 0) throw new InvalidRowError(`${what} is empty`);
   return path.isAbsolute(s) ? path.normalize(s) : path.resolve(ctx.imageFolder, s);
 }
 
@@ -158,20 +160,53 @@ export function parseImageList(value: unknown, ctx: RowContext, field: string): 
   return [parseImageRef(value, ctx, `"${field}"`)];
 }
 
-/** A prompt message before placeholder resolution: text (possibly with `<image>`) or parts. */
+/**
+ * One video reference → a resolved {@link RowVideo}: a path string (a video file or a directory of frames), a list
+ * of frame references (paths, bytes or {bytes}/{path} objects), or an object holding one of those under `video`
+ * (qwen-vl-utils / verl `{"type": "video", "video": …}`) or `path`.
+ */
+export function parseVideoRef(value: unknown, ctx: RowContext, where: string): RowVideo {
+  if (typeof value === 'string' || value instanceof Uint8Array) {
+    const text = asText(value);
+    if (text === undefined) throw new InvalidRowError(`${where} must be a path or a list of frames, got ${describeValue(value)}`);
+    return { path: resolvePath(text, ctx, 'a video path') };
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw new InvalidRowError(`${where} is an empty list of frames`);
+    return { frames: value.map((f, k) => parseImageRef(f, ctx, `${where}[${k}]`)) };
+  }
+  if (isRecord(value)) {
+    const inner = value.video ?? value.path;
+    if (inner !== undefined && inner !== null) return parseVideoRef(inner, ctx, where);
+    throw new InvalidRowError(`${where} has neither "video" nor "path" (keys: ${Object.keys(value).join(', ') || 'none'})`);
+  }
+  throw new InvalidRowError(`${where} must be a video path, a list of frame paths or {video}, got ${describeValue(value)}`);
+}
+
+/**
+ * A column holding videos. `single` (VLM-R1 `video`): a string is one video and a list is that video's frames.
+ * Otherwise (`videos`): a list of videos, each a path, a list of frames or {video}.
+ */
+export function parseVideoList(value: unknown, ctx: RowContext, field: string, single: boolean): RowVideo[] {
+  if (value === null || value === undefined) return [];
+  if (single || !Array.isArray(value)) return [parseVideoRef(value, ctx, `"${field}"`)];
+  return value.map((v, k) => parseVideoRef(v, ctx, `"${field}"[${k}]`));
+}
+
+/** A prompt message before placeholder resolution: text (possibly with `<image>` / `<video>`) or parts. */
 export interface RawMessage {
   role: string;
   content: string | RowContentPart[];
 }
 
-/** Split text on `<image>` into text and image parts (empty text pieces dropped). */
+/** Split text on `<image>` and `<video>` into text, image and video parts (empty text pieces dropped). */
 export function splitPlaceholders(text: string): RowContentPart[] {
-  const pieces = text.split(IMAGE_PLACEHOLDER);
   const parts: RowContentPart[] = [];
-  pieces.forEach((piece, i) => {
-    if (i > 0) parts.push({ type: 'image' });
-    if (piece.length > 0) parts.push({ type: 'text', text: piece });
-  });
+  for (const piece of text.split(/(<image>|<video>)/)) {
+    if (piece === IMAGE_PLACEHOLDER) parts.push({ type: 'image' });
+    else if (piece === VIDEO_PLACEHOLDER) parts.push({ type: 'video' });
+    else if (piece.length > 0) parts.push({ type: 'text', text: piece });
+  }
   return parts;
 }
 
@@ -188,35 +223,43 @@ export function mergeText(parts: readonly RowContentPart[]): RowContentPart[] {
       }
       out.push({ type: 'text', text: p.text });
     } else {
-      out.push({ type: 'image' });
+      out.push({ type: p.type });
     }
   }
   return out;
 }
 
 /**
- * Messages with `<image>` placeholders (or image parts) → {@link RowMessage}s whose image parts match
- * `numImages`, following the placeholder rule of the module comment.
+ * Messages with `<image>` / `<video>` placeholders (or image / video parts) → {@link RowMessage}s whose image parts
+ * match `numImages` and video parts `numVideos`, following the placeholder rule of the module comment (videos
+ * without any `<video>` go before the text of the first user message, after its images).
  */
-export function buildMessages(raw: readonly RawMessage[], numImages: number): RowMessage[] {
+export function buildMessages(raw: readonly RawMessage[], numImages: number, numVideos = 0): RowMessage[] {
   const messages: RowMessage[] = raw.map((m) => {
     const parts = typeof m.content === 'string' ? splitPlaceholders(m.content) : m.content.flatMap((p) => (p.type === 'text' ? splitPlaceholders(p.text) : [p]));
     return { role: m.role, content: mergeText(parts) };
   });
-  let placeholders = 0;
-  for (const m of messages) for (const p of m.content) if (p.type === 'image') placeholders++;
-  if (placeholders === numImages) return messages;
-  if (placeholders === 0) {
-    const first = messages.findIndex((m) => m.role === 'user');
-    if (first < 0) throw new InvalidRowError(`the row has ${numImages} image(s) but no user message to put them in`);
-    const images: RowContentPart[] = Array.from({ length: numImages }, () => ({ type: 'image' }));
-    messages[first] = { role: 'user', content: [...images, ...messages[first]!.content] };
-    return messages;
+  for (const [kind, placeholder, count] of [['image', IMAGE_PLACEHOLDER, numImages], ['video', VIDEO_PLACEHOLDER, numVideos]] as const) {
+    let placeholders = 0;
+    for (const m of messages) for (const p of m.content) if (p.type === kind) placeholders++;
+    if (placeholders === count) continue;
+    if (placeholders === 0) {
+      const first = messages.findIndex((m) => m.role === 'user');
+      if (first < 0) throw new InvalidRowError(`the row has ${count} ${kind}(s) but no user message to put them in`);
+      const added: RowContentPart[] = Array.from({ length: count }, () => ({ type: kind }));
+      const content = messages[first]!.content;
+      // Images first, then videos, then the text (an image-only prepend keeps R1-V's layout).
+      let at = 0;
+      while (kind === 'video' && at < content.length && content[at]!.type === 'image') at++;
+      messages[first] = { role: 'user', content: [...content.slice(0, at), ...added, ...content.slice(at)] };
+      continue;
+    }
+    throw new InvalidRowError(
+      `the prompt has ${placeholders} ${placeholder} placeholder(s) but the row has ${count} ${kind}(s); ` +
+        `give one ${placeholder} per ${kind} (or none, to put all ${kind}s before the text)`,
+    );
   }
-  throw new InvalidRowError(
-    `the prompt has ${placeholders} ${IMAGE_PLACEHOLDER} placeholder(s) but the row has ${numImages} image(s); ` +
-      `give one ${IMAGE_PLACEHOLDER} per image (or none, to put all images before the text)`,
-  );
+  return messages;
 }
 
 /** Assemble a row (the last step of every format reader). */
@@ -226,6 +269,7 @@ export function makeRow(fields: {
   format: DatasetFormat;
   messages: RowMessage[];
   images: RowImage[];
+  videos?: RowVideo[];
   groundTruth: unknown;
   rewardMethod: string | null;
   dataSource: string | null;
@@ -239,6 +283,7 @@ export function makeRow(fields: {
     format: fields.format,
     messages: fields.messages,
     images: fields.images,
+    ...(fields.videos && fields.videos.length > 0 ? { videos: fields.videos } : {}),
     groundTruth: toJsonValue(fields.groundTruth),
     rewardMethod: fields.rewardMethod ?? ctx.defaultRewardMethod,
     dataSource: fields.dataSource,

@@ -4,10 +4,11 @@
  *   data_source: "geoqa", ability: "math",
  *   prompt: [{role: "user", content: "<image>Find x. …"}],          (content may also be a list of parts)
  *   images: [{bytes: <png>}] | [{path: "img/1.png"}] | ["img/1.png"] | null,
+ *   videos: ["clip.mp4"] | [["f1.jpg", "f2.jpg"]] | [{video: "clip.mp4"}] | null,      (verl's video_key)
  *   reward_model: {style: "rule", ground_truth: "3"},
  *   extra_info: {index: 7, reward_func: "acc" | "iou", …}
  *
- * Each `<image>` in the prompt takes the next image (verl's RLHFDataset); bytes win over a path when an image has
+ * Each `<image>` in the prompt takes the next image and each `<video>` the next video (verl's RLHFDataset); bytes win over a path when an image has
  * both (verl's `process_image`). The ground truth is `reward_model.ground_truth`, the reward method
  * `extra_info.reward_func`, the id `extra_info.index`. `prompt` and `images` are consumed; every other column,
  * `reward_model` and `extra_info` included, goes to `extra`.
@@ -22,6 +23,7 @@ import {
   makeRow,
   optionalName,
   parseImageList,
+  parseVideoList,
   type RawMessage,
   type RowContext,
 } from './common.js';
@@ -46,8 +48,8 @@ function parseParts(content: unknown[], where: string): RowContentPart[] {
       return { type: 'text', text };
     }
     if (type === 'image' || type === 'image_url' || (type === undefined && ('image' in part || 'image_url' in part))) return { type: 'image' };
-    if (type === 'video') throw new InvalidRowError(`${where}[${k}] is a video part; videos are not supported`);
-    throw new InvalidRowError(`${where}[${k}] has type ${describeValue(part.type)}; expected "text" or "image"`);
+    if (type === 'video' || (type === undefined && 'video' in part)) return { type: 'video' };
+    throw new InvalidRowError(`${where}[${k}] has type ${describeValue(part.type)}; expected "text", "image" or "video"`);
   });
 }
 
@@ -66,12 +68,10 @@ export function normaliseVerl(record: Record<string, unknown>, ctx: RowContext):
     if (Array.isArray(m.content)) return { role, content: parseParts(m.content, `"prompt"[${i}].content`) };
     throw new InvalidRowError(`"prompt"[${i}].content must be a string or a list of parts, got ${describeValue(m.content)}`);
   });
-  const videos = record.videos;
-  if (Array.isArray(videos) ? videos.length > 0 : videos !== null && videos !== undefined) {
-    throw new InvalidRowError('the row has "videos"; video inputs are not supported');
-  }
   const imageField = record.images !== undefined ? 'images' : 'image';
   const images = parseImageList(record[imageField], ctx, imageField);
+  const videoField = record.videos !== undefined ? 'videos' : 'video';
+  const videos = parseVideoList(record[videoField], ctx, videoField, videoField === 'video');
   const rm = record.reward_model;
   if (!isRecord(rm) || rm.ground_truth === undefined || rm.ground_truth === null) {
     throw new InvalidRowError(`"reward_model.ground_truth" is missing (reward_model is ${describeValue(rm)})`);
@@ -81,11 +81,12 @@ export function normaliseVerl(record: Record<string, unknown>, ctx: RowContext):
     ownId: info.index ?? record.id,
     ctx,
     format: 'verl',
-    messages: buildMessages(raw, images.length),
+    messages: buildMessages(raw, images.length, videos.length),
     images,
+    videos,
     groundTruth: rm.ground_truth,
     rewardMethod: optionalName(info.reward_func ?? record.reward_func, 'extra_info.reward_func'),
     dataSource: optionalName(record.data_source, 'data_source'),
-    extra: extraColumns(record, ['prompt', 'images', 'image']),
+    extra: extraColumns(record, ['prompt', 'images', 'image', 'videos', 'video']),
   });
 }

@@ -5,7 +5,9 @@
  *    "conversations": [{"from": "human", "value": "<image>How many …?"}, {"from": "gpt", "value": "3"}],
  *    "accu_reward_method": "default"}
  *
- * Image paths are relative to the source's image folder. The prompt is every turn before the last `gpt` turn
+ * Videos: `"video": "clip.mp4"` (a video file, or a directory of frames) or `"video": ["f1.jpg", "f2.jpg"]` (one
+ * video given as its frames, as VLM-R1 / qwen-vl-utils accept), or `"videos": [...]` (several), placed by `<video>`.
+ * Image and video paths are relative to the source's image folder. The prompt is every turn before the last `gpt` turn
  * (`human` → user, `gpt` → assistant, `system` → system); the ground truth is that last gpt turn's value, kept as
  * given (VLM-R1 wraps it as `<answer> … </answer>`; our rewards read a bare answer or an `<answer>` span alike).
  * `accu_reward_method` is the per-row reward method, falling back to the source's `rewardMethod` (VLM-R1's per-file
@@ -21,6 +23,7 @@ import {
   makeRow,
   optionalName,
   parseImageList,
+  parseVideoList,
   type RawMessage,
   type RowContext,
 } from './common.js';
@@ -68,15 +71,18 @@ export function normaliseVlmR1(record: Record<string, unknown>, ctx: RowContext)
   if (prompt.length === 0) throw new InvalidRowError('"conversations" has no human turn before the gpt answer');
   const imageField = record.image !== undefined ? 'image' : 'images';
   const images = parseImageList(record[imageField], ctx, imageField);
+  const videoField = record.video !== undefined ? 'video' : 'videos';
+  const videos = parseVideoList(record[videoField], ctx, videoField, videoField === 'video');
   return makeRow({
     ownId: record.id,
     ctx,
     format: 'vlm-r1',
-    messages: buildMessages(prompt, images.length),
+    messages: buildMessages(prompt, images.length, videos.length),
     images,
+    videos,
     groundTruth: answer,
     rewardMethod: optionalName(record.accu_reward_method, 'accu_reward_method'),
     dataSource: optionalName(record.data_source, 'data_source'),
-    extra: extraColumns(record, ['conversations', 'image', 'images']),
+    extra: extraColumns(record, ['conversations', 'image', 'images', 'video', 'videos']),
   });
 }
