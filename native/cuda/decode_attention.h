@@ -7,7 +7,8 @@
 //                     at slot j % page_size
 //   seq_lens:         [batch] int32, positions attended to (0 gives out = 0)
 // Pages can be anywhere in the pool and shared by no one else; a finished sequence's pages are simply reused, which
-// is what lets continuous batching refill a slot without moving memory.
+// is what lets continuous batching refill a slot without moving memory (cuda/kv_pages.h keeps that bookkeeping
+// and the block table on the host).
 // One block per (sequence, query head); its 4 warps take every 4th position, each lane holds head_dim / 32 of
 // the dot product and of the output, each warp keeps its own online-softmax state (fp32), and the four states
 // are merged in a fixed order at the end: results are reproducible. head_dim <= 256 and a multiple of 2.
