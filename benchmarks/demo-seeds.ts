@@ -4,18 +4,24 @@
  * same wall time GRPO took. Writes benchmarks/out/demo-seeds/<seed>/ (one demo run folder per seed) and
  * benchmarks/out/demo-seeds/summary.json.
  *
- *   node --import tsx benchmarks/demo-seeds.ts [--seeds 1,2,3] [--out DIR] [--no-sft-baseline]
+ *   node --import tsx benchmarks/demo-seeds.ts [--seeds 1,2,3] [--out DIR] [--no-sft-baseline] [--reuse]
  *
  * Takes about 3 × (demo time + GRPO time) on a 2-core machine (≈ 45 minutes).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { runDemo, type DemoAccuracy } from '../src/demo/run-demo.js';
 
 const { values } = parseArgs({
-  options: { seeds: { type: 'string', default: '1,2,3' }, out: { type: 'string', default: 'benchmarks/out/demo-seeds' }, 'no-sft-baseline': { type: 'boolean', default: false } },
+  options: {
+    seeds: { type: 'string', default: '1,2,3' },
+    out: { type: 'string', default: 'benchmarks/out/demo-seeds' },
+    'no-sft-baseline': { type: 'boolean', default: false },
+    // Reuse a seed's finished GRPO run (its results.json) instead of running it again.
+    reuse: { type: 'boolean', default: false },
+  },
 });
 const seeds = values.seeds!.split(',').map((s) => Number(s.trim()));
 if (seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw new RangeError(`--seeds must be comma-separated non-negative integers, got ${values.seeds}`);
@@ -27,7 +33,10 @@ const rows: Row[] = [];
 for (const seed of seeds) {
   const dir = join(out, String(seed));
   const log = (l: string): void => console.error(`[seed ${seed}] ${l}`);
-  const r = await runDemo({ outDir: join(dir, 'grpo-run'), seed, log });
+  const done = join(dir, 'grpo-run', 'results.json');
+  const r = values.reuse && existsSync(done)
+    ? (JSON.parse(readFileSync(done, 'utf8')) as Awaited<ReturnType<typeof runDemo>>)
+    : await runDemo({ outDir: join(dir, 'grpo-run'), seed, log });
   const grpoSeconds = r.phases.grpo ?? 0;
   const row: Row = { seed, seconds: r.seconds, start: r.start, grpo: r.grpo, grpoSeconds };
   if (!values['no-sft-baseline']) {

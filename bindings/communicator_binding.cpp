@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "communicator_binding.h"
 #include "dist/communicator.h"
 #include "native_worker.h"
 
@@ -18,6 +19,9 @@ namespace {
 
 using vg::dist::Communicator;
 using vg::dist::ReduceOp;
+
+// Marks CommunicatorHandle objects so that communicator_info / run_on_communicator can check what they were given.
+constexpr napi_type_tag kCommunicatorTag = {0x7a3c51e2d94b4f06ULL, 0x9b1e0c7d5a2f8364ULL};
 
 struct CommState {
   std::unique_ptr<Communicator> comm;  // touched only on the worker thread (and by the finalizer after shutdown)
@@ -91,6 +95,18 @@ class CommunicatorHandle : public Napi::ObjectWrap<CommunicatorHandle> {
   explicit CommunicatorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CommunicatorHandle>(info) {
     state_ = std::make_shared<CommState>();
     worker_ = std::make_unique<NativeWorker>(info.Env(), "vlm-grpo communicator");
+    info.This().As<Napi::Object>().TypeTag(&kCommunicatorTag);
+  }
+
+  CommunicatorInfo info_or_throw(Napi::Env env, const char* what) const {
+    if (!usable()) throw Napi::Error::New(env, std::string(what) + ": this communicator has been destroyed; create a new one");
+    return CommunicatorInfo{rank_, world_, backend_};
+  }
+
+  // Native work on this communicator's thread (run_on_communicator).
+  Napi::Promise run_native(Napi::Env env, std::function<void(Communicator&)> fn) {
+    auto st = state_;
+    return worker_->submit(env, job_with_ref(keep(nullptr), [st, fn] { fn(*st->comm); }));
   }
 
   ~CommunicatorHandle() override {
@@ -280,7 +296,24 @@ Napi::Value CreateCommunicator(const Napi::CallbackInfo& info) {
   return CommunicatorHandle::Unwrap(handle)->Start(env, r, backend, device);
 }
 
+CommunicatorHandle* unwrap_handle(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kCommunicatorTag))
+    throw_type(env, std::string(what) + " must be a communicator handle (from createCommunicator)");
+  return CommunicatorHandle::Unwrap(v.As<Napi::Object>());
+}
+
 }  // namespace
+
+CommunicatorInfo communicator_info(Napi::Env env, const Napi::Value& handle, const char* what) {
+  return unwrap_handle(env, handle, what)->info_or_throw(env, what);
+}
+
+Napi::Promise run_on_communicator(Napi::Env env, const Napi::Value& handle, const char* what,
+                                  std::function<void(vg::dist::Communicator&)> fn) {
+  CommunicatorHandle* h = unwrap_handle(env, handle, what);
+  h->info_or_throw(env, what);
+  return h->run_native(env, std::move(fn));
+}
 
 void register_communicator(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(CommunicatorHandle::Define(env)));

@@ -3,13 +3,16 @@
 // buffers are handed out as zero-copy Float32Array views that keep the native memory alive.
 // LoRA (model/lora.h): enableLora/disableLora run on the model thread; loraParameters/loraGradients are zero-copy
 // views that keep the adapters alive even after they are replaced.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "communicator_binding.h"
 #include "model/generate.h"
 #include "cpu/adamw.h"
+#include "dist/grad_buckets.h"
 #include "dist/zero.h"
 #include "model/model.h"
 #include "native_worker.h"
@@ -43,6 +46,9 @@ vg::ModelConfig parse_config(const Napi::Object& o) {
   if (!ms.IsArray() || ms.As<Napi::Array>().Length() != 3) throw_type(env, "mropeSection must be an array of 3 integers");
   for (uint32_t i = 0; i < 3; ++i) c.text.mrope_section[i] = ms.As<Napi::Array>().Get(i).As<Napi::Number>().Int64Value();
   c.text.tie_word_embeddings = get_bool(o, "tieWordEmbeddings", false);
+  c.text.mrope_interleaved = get_bool(o, "mropeInterleaved", false);
+  c.text.attention_bias = get_bool(o, "attentionBias", true);
+  c.text.qk_norm = get_bool(o, "qkNorm", false);
   c.image_token_id = get_int(o, "imageTokenId", NAN, 0, INT32_MAX);
   c.video_token_id = get_int(o, "videoTokenId", -1, -1, INT32_MAX);
   c.vision_start_token_id = get_int(o, "visionStartTokenId", -1, -1, INT32_MAX);
@@ -52,8 +58,9 @@ vg::ModelConfig parse_config(const Napi::Object& o) {
   Napi::Object v = vv.As<Napi::Object>();
   vg::VisionConfig& vc = c.vision;
   const std::string kind = get_string(v, "kind");
-  if (kind != "qwen2_5_vl" && kind != "qwen2_vl") throw_range(env, "vision.kind must be qwen2_5_vl or qwen2_vl, got '" + kind + "'");
-  vc.kind = kind == "qwen2_vl" ? vg::VisionKind::Qwen2 : vg::VisionKind::Qwen2_5;
+  if (kind != "qwen2_5_vl" && kind != "qwen2_vl" && kind != "qwen3_vl")
+    throw_range(env, "vision.kind must be qwen2_5_vl, qwen2_vl or qwen3_vl, got '" + kind + "'");
+  vc.kind = kind == "qwen2_vl" ? vg::VisionKind::Qwen2 : kind == "qwen3_vl" ? vg::VisionKind::Qwen3 : vg::VisionKind::Qwen2_5;
   vc.depth = get_int(v, "depth", NAN, 1, 4096);
   vc.hidden = get_int(v, "hiddenSize", NAN, 1, INT32_MAX);
   vc.heads = get_int(v, "numHeads", NAN, 1, 4096);
@@ -71,6 +78,15 @@ vg::ModelConfig parse_config(const Napi::Object& o) {
   if (fb.IsArray()) {
     Napi::Array a = fb.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) vc.fullatt_blocks.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  }
+  vc.num_position_embeddings = get_int(v, "numPositionEmbeddings", 0, 0, INT32_MAX);
+  Napi::Value ds = v.Get("deepstackIndexes");
+  if (ds.IsArray()) {
+    Napi::Array a = ds.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      if (!a.Get(i).IsNumber()) throw_type(env, "vision.deepstackIndexes[" + std::to_string(i) + "] must be a number");
+      vc.deepstack_indexes.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+    }
   }
   guard(env, [&] { c.validate(); });
   return c;
@@ -188,6 +204,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
                         InstanceMethod<&NativeModel::LoraParameters>("loraParameters"),
                         InstanceMethod<&NativeModel::OptimizerStep>("optimizerStep"),
                         InstanceMethod<&NativeModel::GradSquaredSum>("gradSquaredSum"),
+                        InstanceMethod<&NativeModel::ReduceGradients>("reduceGradients"),
                         InstanceMethod<&NativeModel::LoraGradients>("loraGradients"),
                         InstanceMethod<&NativeModel::LoraLayout>("loraLayout"),
                         InstanceMethod<&NativeModel::MergedParameters>("mergedParameters"),
@@ -263,10 +280,111 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto dl = std::make_shared<std::vector<float>>(copy_array<float>(o, "gradLogprobs"));
     auto de = std::make_shared<std::vector<float>>(copy_array<float>(o, "gradEntropy", -1, true));
     const bool train_vision = get_bool(o, "trainVision", true);
+    Napi::Value ov = o.Get("overlapWith");
+    if (!ov.IsUndefined()) {
+      if (!ov.IsObject()) throw_type(env, "overlapWith must be an object { communicator, begin, end, bucketBytes, op, counts? }");
+      return reduce_buckets(env, m, ov.As<Napi::Object>(), "overlapWith", [m, dl, de, train_vision](const vg::GradReadyFn& ready) {
+        m->backward(dl->data(), de->empty() ? nullptr : de->data(), train_vision, ready);
+      });
+    }
     return worker_->submit(env, [m, dl, de, train_vision]() -> NativeWorker::Finisher {
       m->backward(dl->data(), de->empty() ? nullptr : de->data(), train_vision);
       return nullptr;
     });
+  }
+
+  // Bucketed gradient collectives (dist/grad_buckets.h) over [begin, end) of the gradient buffer, on the communicator's
+  // thread. `body` runs on the model thread and reports final ranges (a backward); without one everything is final at
+  // once (reduceGradients). Spec: { communicator, begin, end, bucketBytes, op: 'allReduce' | 'reduceScatter', counts }
+  // (counts: the ZeRO shard sizes of [begin, end), rank order, for reduceScatter). The plan follows the backward order
+  // (model/grad_ready.h), so the collectives, and therefore the bits, are the same with or without a backward.
+  // Resolves to { buckets, overlapped } (overlapped: buckets whose collective started before backward finished) only
+  // when backward AND every bucket collective have finished.
+  using Body = std::function<void(const vg::GradReadyFn&)>;
+  Napi::Value reduce_buckets(Napi::Env env, const std::shared_ptr<ModelF>& m, const Napi::Object& s, const std::string& field,
+                             Body body) {
+    const std::string f = field + ".";
+    if (m->lora())
+      throw_range(env, field + ": LoRA adapters' gradients are not in the gradient buffer; reduce them with the "
+                  "communicator after backward (overlap is for full fine-tuning)");
+    Napi::Value comm = s.Get("communicator");
+    const CommunicatorInfo ci = communicator_info(env, comm, (f + "communicator").c_str());
+    if (ci.backend != "gloo")
+      throw_range(env, field + ": bucketed reduction needs host-memory collectives (the gloo backend); this communicator is " + ci.backend);
+    const int64_t total = static_cast<int64_t>(m->params().size());
+    const int64_t begin = get_int(s, "begin", 0, 0, total), end = get_int(s, "end", static_cast<double>(total), begin, total);
+    const double bytes = get_number(s, "bucketBytes");
+    if (!(bytes >= 4) || bytes > 9e15) throw_range(env, f + "bucketBytes must be a number >= 4, got " + std::to_string(bytes));
+    const std::string op = get_string(s, "op");
+    if (op != "allReduce" && op != "reduceScatter") throw_range(env, f + "op must be 'allReduce' or 'reduceScatter', got '" + op + "'");
+    std::vector<int64_t> counts;
+    if (op == "reduceScatter") {
+      Napi::Value cv = s.Get("counts");
+      if (!cv.IsArray()) throw_type(env, f + "counts must be an array of " + std::to_string(ci.world) + " shard sizes");
+      Napi::Array a = cv.As<Napi::Array>();
+      if (static_cast<int>(a.Length()) != ci.world)
+        throw_range(env, f + "counts has " + std::to_string(a.Length()) + " entries, expected worldSize=" + std::to_string(ci.world));
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        if (!a.Get(i).IsNumber()) throw_type(env, f + "counts[" + std::to_string(i) + "] must be a number");
+        counts.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+      }
+    }
+    if (m->grads().empty()) m->allocate_grads();  // as gradients() does: the buffer must exist before the plan
+    std::shared_ptr<vg::dist::BucketReducer> red;
+    guard(env, [&] {
+      std::vector<vg::dist::Range> units;
+      for (const vg::GradRange& r : vg::GradReadyOrder(m->config(), m->layout()).order()) units.push_back({r.begin, r.end});
+      auto plan = vg::dist::plan_buckets(units, begin, end, std::max<int64_t>(1, static_cast<int64_t>(bytes / sizeof(float))));
+      red = std::make_shared<vg::dist::BucketReducer>(m->grads().data(), begin, end, std::move(plan),
+                                                       op == "allReduce" ? vg::dist::BucketOp::AllReduce
+                                                                         : vg::dist::BucketOp::ReduceScatter,
+                                                       counts);
+    });
+    // The communicator's side: its Promise is not returned (failures surface through red->wait() below); the model
+    // is captured so its gradient buffer outlives a collective still running after a failed backward.
+    run_on_communicator(env, comm, (f + "communicator").c_str(), [red, m](vg::dist::Communicator& c) { red->run(c); });
+    auto keep = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(comm));
+    // Failures are reported through the finisher so that `keep` is always released on the JS thread.
+    return worker_->submit(env, [m, red, body, keep]() -> NativeWorker::Finisher {
+      std::string err;
+      bool range = false;
+      try {
+        try {
+          if (body) body([&red](int64_t b, int64_t e) { red->mark_ready(b, e); });
+          else red->mark_all_ready();
+          red->finish_reporting();
+        } catch (const std::exception& e) {
+          red->abort(std::string("backward failed on this rank: ") + e.what());
+          throw;
+        }
+        red->wait();  // throws the collective's error (or a missing report)
+      } catch (const vg::ArgumentError& e) {
+        err = e.what();
+        range = true;
+      } catch (const std::exception& e) {
+        err = e.what();
+      }
+      const double n = static_cast<double>(red->buckets().size()), early = static_cast<double>(red->issued_before_finish());
+      return [keep, n, early, err, range](Napi::Env env) -> Napi::Value {
+        keep->Reset();
+        if (!err.empty()) {
+          if (range) throw Napi::RangeError::New(env, err);
+          throw Napi::Error::New(env, err);
+        }
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("buckets", n);
+        out.Set("overlapped", early);
+        return out;
+      };
+    });
+  }
+
+  // reduceGradients(spec) -> Promise<{ buckets, overlapped: 0 }>: the bucketed collectives of backward's overlapWith
+  // without a backward (a rank with no micro-batch this step, or overlap turned off), ordered after queued backward passes.
+  Napi::Value ReduceGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = live(env);
+    return reduce_buckets(env, m, arg_object(info, "reduceGradients"), "reduceGradients", nullptr);
   }
 
   Napi::Value Generate(const Napi::CallbackInfo& info);

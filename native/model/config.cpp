@@ -16,7 +16,10 @@ void ModelConfig::validate() const {
   VG_CHECK_ARG(t.mrope_section[0] + t.mrope_section[1] + t.mrope_section[2] == t.head_dim / 2,
                "model config: mrope_section [", t.mrope_section[0], ", ", t.mrope_section[1], ", ", t.mrope_section[2],
                "] must sum to head_dim / 2 = ", t.head_dim / 2);
-  if (!vision.present) return;
+  if (!vision.present) {
+    VG_CHECK_ARG(vision.deepstack_indexes.empty(), "model config: deepstack needs a vision tower");
+    return;
+  }
   const VisionConfig& v = vision;
   VG_CHECK_ARG(v.depth > 0 && v.hidden > 0 && v.heads > 0 && v.intermediate > 0 && v.out_hidden > 0,
                "model config: vision sizes must be positive (depth ", v.depth, ", hidden ", v.hidden, ", heads ",
@@ -32,6 +35,22 @@ void ModelConfig::validate() const {
                  " must be a multiple of patch_size * spatial_merge_size = ", v.patch_size * v.merge_size);
     for (int64_t b : v.fullatt_blocks)
       VG_CHECK_ARG(b >= 0 && b < v.depth, "model config: fullatt_block_indexes entry ", b, " is outside [0, ", v.depth, ")");
+  }
+  if (v.kind == VisionKind::Qwen3) {
+    int64_t side = 0;
+    while ((side + 1) * (side + 1) <= v.num_position_embeddings) ++side;
+    VG_CHECK_ARG(v.num_position_embeddings > 0 && side * side == v.num_position_embeddings,
+                 "model config: num_position_embeddings ", v.num_position_embeddings, " must be a positive perfect square");
+    VG_CHECK_ARG(static_cast<int64_t>(v.deepstack_indexes.size()) <= t.layers, "model config: ",
+                 v.deepstack_indexes.size(), " deepstack_visual_indexes but only ", t.layers, " decoder layers to add them to");
+    for (size_t i = 0; i < v.deepstack_indexes.size(); ++i) {
+      const int64_t b = v.deepstack_indexes[i];
+      VG_CHECK_ARG(b >= 0 && b < v.depth, "model config: deepstack_visual_indexes entry ", b, " is outside [0, ", v.depth, ")");
+      for (size_t j = 0; j < i; ++j)
+        VG_CHECK_ARG(v.deepstack_indexes[j] != b, "model config: deepstack_visual_indexes lists block ", b, " twice");
+    }
+  } else {
+    VG_CHECK_ARG(v.deepstack_indexes.empty(), "model config: deepstack_visual_indexes is a Qwen3-VL feature");
   }
   VG_CHECK_ARG(image_token_id >= 0 && image_token_id < t.vocab_size, "model config: image_token_id ", image_token_id,
                " is outside the vocabulary (", t.vocab_size, ")");

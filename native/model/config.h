@@ -7,7 +7,9 @@
 
 namespace vg {
 
-enum class VisionKind { Qwen2_5, Qwen2 };     // 2.5: RMSNorm + gated SiLU MLP + windows; 2: LayerNorm + fc1/act/fc2
+// 2.5: RMSNorm + gated SiLU MLP + windows; 2: LayerNorm + fc1/act/fc2; 3 (Qwen3-VL dense): LayerNorm + fc1/act/fc2
+// blocks like 2, plus a patch-embed bias, a learned bilinearly interpolated position embedding and deepstack mergers.
+enum class VisionKind { Qwen2_5, Qwen2, Qwen3 };
 enum class Activation { SiLU, QuickGELU, GELU, GELUTanh };
 
 struct TextConfig {
@@ -15,6 +17,12 @@ struct TextConfig {
   double rms_eps = 1e-6, rope_theta = 1e6;
   int64_t mrope_section[3] = {0, 0, 0};  // sums to head_dim / 2
   bool tie_word_embeddings = false;
+  // Qwen3-VL text model: no q/k/v bias, per-head RMSNorm on q and k (q_norm/k_norm, eps rms_eps) before RoPE,
+  // and interleaved M-RoPE: rotary pair k takes its angle from h when k % 3 == 1 and k < 3·s1, from w when
+  // k % 3 == 2 and k < 3·s2, else from t (HF apply_interleaved_mrope).
+  bool attention_bias = true;
+  bool qk_norm = false;
+  bool mrope_interleaved = false;
 };
 
 struct VisionConfig {
@@ -26,6 +34,11 @@ struct VisionConfig {
   double eps = 1e-6;
   std::vector<int64_t> fullatt_blocks;  // Qwen2.5: blocks with per-image attention; others windowed
   int64_t window_size = 112;             // pixels (Qwen2.5)
+  // Qwen3-VL: pos_embed has num_position_embeddings = side² rows (a side × side grid, bilinearly interpolated to
+  // each image's patch grid); the outputs of the blocks in deepstack_indexes go through their own mergers
+  // (LayerNorm over the 4 concatenated patches) and are added to the decoder's vision-pad rows after layers 0..k-1.
+  int64_t num_position_embeddings = 0;
+  std::vector<int64_t> deepstack_indexes;
   int64_t patch_dim() const { return in_channels * temporal_patch_size * patch_size * patch_size; }
   int64_t merged_dim() const { return hidden * merge_size * merge_size; }
 };

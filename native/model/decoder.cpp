@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -14,7 +15,8 @@ namespace vg {
 
 template <typename T>
 void LayerActs<T>::keep_only_kv() {
-  for (auto* v : {&x_in, &rstd1, &xn1, &q, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act}) {
+  for (auto* v : {&x_in, &rstd1, &xn1, &q, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act, &q_raw, &k_raw, &rstd_q,
+                  &rstd_k}) {
     v->clear();
     v->shrink_to_fit();
   }
@@ -23,7 +25,8 @@ void LayerActs<T>::keep_only_kv() {
 
 template <typename T>
 void LayerActs<T>::clear_all_but_input() {
-  for (auto* v : {&rstd1, &xn1, &q, &k, &v, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act}) {
+  for (auto* v : {&rstd1, &xn1, &q, &k, &v, &attn, &lse, &x_mid, &rstd2, &xn2, &gate, &up, &act, &q_raw, &k_raw, &rstd_q,
+                  &rstd_k}) {
     v->clear();
     v->shrink_to_fit();
   }
@@ -65,6 +68,16 @@ void layer_forward(const ModelConfig& cfg, const DecoderLayerView<T>& w, const P
   lora_forward(lo[kLoraQ], run, a.xn1.data(), a.q.data(), N, &a.lora_u[kLoraQ]);
   lora_forward(lo[kLoraK], run, a.xn1.data(), a.k.data(), N, &a.lora_u[kLoraK]);
   lora_forward(lo[kLoraV], run, a.xn1.data(), a.v.data(), N, &a.lora_u[kLoraV]);
+  if (w.q_norm) {  // Qwen3-VL: RMSNorm over each head's d values (keeps the projections for the backward)
+    a.q_raw.swap(a.q);
+    a.k_raw.swap(a.k);
+    a.q.resize(N * qd);
+    a.k.resize(N * kvd);
+    a.rstd_q.resize(N * t.heads);
+    a.rstd_k.resize(N * t.kv_heads);
+    rms_norm_forward(a.q_raw.data(), w.q_norm, a.q.data(), a.rstd_q.data(), N * t.heads, d, t.rms_eps);
+    rms_norm_forward(a.k_raw.data(), w.k_norm, a.k.data(), a.rstd_k.data(), N * t.kv_heads, d, t.rms_eps);
+  }
   rope_apply(a.q.data(), a.q.data(), N, t.heads, d, acts.cos.data(), acts.sin.data(), false);
   rope_apply(a.k.data(), a.k.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data(), false);
   a.attn.resize(N * qd);
@@ -120,6 +133,37 @@ struct VisionRows {
   }
 };
 
+// Row of the vision features for every token (-1 for tokens that are not vision pads), as VisionRows assigns them.
+std::vector<int64_t> vision_row_of_token(const ModelConfig& cfg, const PackedBatch& b) {
+  std::vector<int64_t> out(b.num_tokens);
+  VisionRows rows(cfg, b);
+  for (int64_t n = 0; n < b.num_tokens; ++n) out[n] = rows.next(b.input_ids[n]);
+  return out;
+}
+
+// Qwen3-VL interleaved M-RoPE tables [N, d/2]: pair k rotates by pos[axis(k), n] · inv_freq[k] with
+// axis(k) = h when k % 3 == 1 and k < 3·s1, w when k % 3 == 2 and k < 3·s2, else t (HF apply_interleaved_mrope
+// overwrites the t frequencies at those slots). Angles and cos/sin in T (fp32 for float, as HF).
+template <typename T>
+void interleaved_mrope_tables(const TextConfig& t, const int32_t* positions, int64_t N, T* cos, T* sin) {
+  const int64_t half = t.head_dim / 2;
+  std::vector<T> inv(half);
+  rope_inv_freq<T>(RopeKind::kMRope, t.head_dim, t.rope_theta, inv.data());
+  std::vector<int> axis(half, 0);
+  for (int64_t k = 0; k < half; ++k) {
+    if (k % 3 == 1 && k < 3 * t.mrope_section[1]) axis[k] = 1;
+    else if (k % 3 == 2 && k < 3 * t.mrope_section[2]) axis[k] = 2;
+  }
+  parallel_for(0, N, 256, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t k = 0; k < half; ++k) {
+        const T ang = static_cast<T>(positions[axis[k] * N + n]) * inv[k];
+        cos[n * half + k] = std::cos(ang);
+        sin[n * half + k] = std::sin(ang);
+      }
+  });
+}
+
 template <typename T>
 std::array<const LoraSite<T>*, kLoraDecoderSlots> layer_sites(const LoraView<T>* lora, int64_t l) {
   if (!lora || lora->layers.empty()) return {};
@@ -130,7 +174,7 @@ std::array<const LoraSite<T>*, kLoraDecoderSlots> layer_sites(const LoraView<T>*
 
 template <typename T>
 void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const PackedBatch& b, const T* vision_embeds,
-                     DecoderActs<T>& acts, const LoraView<T>* lora) {
+                     DecoderActs<T>& acts, const LoraView<T>* lora, const DeepstackInput<T>* deepstack) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden;
   VG_CHECK_ARG(N > 0 && b.num_seqs > 0, "decoder_forward: empty batch (", N, " tokens, ", b.num_seqs, " sequences)");
@@ -157,13 +201,28 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
   }
   acts.cos.resize(N * t.head_dim / 2);
   acts.sin.resize(N * t.head_dim / 2);
-  rope_tables(RopeKind::kMRope, b.positions, N, t.head_dim, t.rope_theta, t.mrope_section, acts.cos.data(),
-              acts.sin.data());
+  if (t.mrope_interleaved) interleaved_mrope_tables(t, b.positions, N, acts.cos.data(), acts.sin.data());
+  else rope_tables(RopeKind::kMRope, b.positions, N, t.head_dim, t.rope_theta, t.mrope_section, acts.cos.data(),
+                   acts.sin.data());
+  const int64_t ds_count = deepstack ? static_cast<int64_t>(deepstack->size()) : 0;
+  VG_CHECK_ARG(ds_count <= t.layers, "decoder_forward: ", ds_count, " deepstack inputs for ", t.layers, " layers");
+  const std::vector<int64_t> vrows = ds_count > 0 ? vision_row_of_token(cfg, b) : std::vector<int64_t>();
+  acts.deepstack_count = ds_count;
   acts.layers.resize(t.layers);
   for (int64_t l = 0; l < t.layers; ++l) {
     LayerActs<T>& a = acts.layers[l];
     a.x_in.swap(x);  // x takes over the layer's old buffer (reused capacity) and receives the layer's output
     layer_forward(cfg, p.layers[l], b, acts, a, x, layer_sites(lora, l), lora ? lora->run : LoraRun{});
+    if (l < ds_count) {  // deepstack: this layer's output at the vision pads gets its vision features added
+      const T* f = (*deepstack)[l];
+      VG_CHECK_ARG(f != nullptr, "decoder_forward: deepstack input ", l, " is null");
+      for (int64_t n = 0; n < N; ++n) {
+        if (vrows[n] < 0) continue;
+        const T* src = f + vrows[n] * H;
+        T* dst = x.data() + n * H;
+        for (int64_t j = 0; j < H; ++j) dst[j] += src[j];
+      }
+    }
     if (acts.recompute) a.clear_all_but_input();
     if (acts.kv_only) a.keep_only_kv();
   }
@@ -175,7 +234,8 @@ void decoder_forward(const ModelConfig& cfg, const ModelView<T>& p, const Packed
 
 template <typename T>
 void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const ModelView<T>& g, const PackedBatch& b,
-                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_vision_embeds, const LoraView<T>* lora) {
+                      DecoderActs<T>& acts, std::vector<T>& dhidden, T* d_vision_embeds, const LoraView<T>* lora,
+                      std::vector<std::vector<T>>* d_deepstack) {
   const TextConfig& t = cfg.text;
   const int64_t N = b.num_tokens, H = t.hidden, d = t.head_dim, qd = t.heads * d, kvd = t.kv_heads * d,
                 I = t.intermediate;
@@ -188,10 +248,23 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
   &dattn = gr.dattn, &dq = gr.dq, &dk = gr.dk, &dv = gr.dv, &dxn = gr.dxn, &scratch = gr.scratch;
   rms_norm_backward(acts.x_final.data(), p.final_norm, acts.rstd_f.data(), dhidden.data(), dx.data(), g.final_norm, N, H);
   const AttentionDims dims = text_attention_dims(t, b);
+  const int64_t ds_count = d_deepstack ? acts.deepstack_count : 0;
+  std::vector<int64_t> vrows;
+  if (ds_count > 0) {
+    vrows = vision_row_of_token(cfg, b);
+    const int64_t rows = static_cast<int64_t>(std::count_if(vrows.begin(), vrows.end(), [](int64_t r) { return r >= 0; }));
+    d_deepstack->resize(ds_count);
+    for (auto& d : *d_deepstack) d.assign(rows * H, T(0));
+  }
   for (int64_t l = t.layers - 1; l >= 0; --l) {
     const DecoderLayerView<T>& w = p.layers[l];
     const DecoderLayerView<T>& gw = g.layers[l];
     LayerActs<T>& a = acts.layers[l];
+    if (l < ds_count) {  // the deepstack add is an identity on the residual: its gradient is dx at the vision pads
+      T* dd = (*d_deepstack)[l].data();
+      for (int64_t n = 0; n < N; ++n)
+        if (vrows[n] >= 0) std::copy(dx.data() + n * H, dx.data() + (n + 1) * H, dd + vrows[n] * H);
+    }
     const auto lo = layer_sites(lora, l);
     const LoraRun run = lora ? lora->run : LoraRun{};
     if (acts.recompute) layer_forward(cfg, w, b, acts, a, scratch, lo, run);
@@ -213,6 +286,10 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
                        b.cu_seqlens, b.cu_seqlens, dq.data(), dk.data(), dv.data());
     rope_backward(dq.data(), dq.data(), N, t.heads, d, acts.cos.data(), acts.sin.data());
     rope_backward(dk.data(), dk.data(), N, t.kv_heads, d, acts.cos.data(), acts.sin.data());
+    if (w.q_norm) {
+      rms_norm_backward(a.q_raw.data(), w.q_norm, a.rstd_q.data(), dq.data(), dq.data(), gw.q_norm, N * t.heads, d);
+      rms_norm_backward(a.k_raw.data(), w.k_norm, a.rstd_k.data(), dk.data(), dk.data(), gw.k_norm, N * t.kv_heads, d);
+    }
     linear_backward(a.xn1.data(), w.q_w, dq.data(), dxn.data(), gw.q_w, gw.q_b, N, H, qd);
     lora_backward(lo[kLoraQ], run, a.xn1.data(), a.lora_u[kLoraQ].data(), dq.data(), dxn.data(), N);
     linear_backward(a.xn1.data(), w.k_w, dk.data(), tmp.data(), gw.k_w, gw.k_b, N, H, kvd);
@@ -224,6 +301,7 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
     rms_norm_backward(a.x_in.data(), w.input_norm, a.rstd1.data(), dxn.data(), dx.data(), gw.input_norm, N, H);
     add_into(dx, dmid);  // residual
     if (acts.recompute) a.clear_all_but_input();
+    if (acts.on_layer_grads) acts.on_layer_grads(l);
   }
   // Embedding: scatter-add rows (unless frozen); image-pad and video-pad rows go to the vision features instead.
   if (!g.embed && !d_vision_embeds) return;
@@ -245,14 +323,14 @@ void decoder_backward(const ModelConfig& cfg, const ModelView<T>& p, const Model
 template struct LayerActs<float>;
 template struct LayerActs<double>;
 template void decoder_forward<float>(const ModelConfig&, const ModelView<float>&, const PackedBatch&, const float*,
-                                     DecoderActs<float>&, const LoraView<float>*);
+                                     DecoderActs<float>&, const LoraView<float>*, const DeepstackInput<float>*);
 template void decoder_forward<double>(const ModelConfig&, const ModelView<double>&, const PackedBatch&, const double*,
-                                      DecoderActs<double>&, const LoraView<double>*);
+                                      DecoderActs<double>&, const LoraView<double>*, const DeepstackInput<double>*);
 template void decoder_backward<float>(const ModelConfig&, const ModelView<float>&, const ModelView<float>&,
                                       const PackedBatch&, DecoderActs<float>&, std::vector<float>&, float*,
-                                      const LoraView<float>*);
+                                      const LoraView<float>*, std::vector<std::vector<float>>*);
 template void decoder_backward<double>(const ModelConfig&, const ModelView<double>&, const ModelView<double>&,
                                        const PackedBatch&, DecoderActs<double>&, std::vector<double>&, double*,
-                                       const LoraView<double>*);
+                                       const LoraView<double>*, std::vector<std::vector<double>>*);
 
 }  // namespace vg

@@ -24,7 +24,7 @@ struct KvCache {
 };
 
 // Linears of one input for the decode step: the streaming kernel in one dispatch for up to kSkinnyMaxRows rows,
-// else one GEMM per output (plus its residual).
+// else one GEMM per output, then its residual (so here a residual must not alias its y).
 void decode_linears(const float* x, int64_t rows, int64_t in, const SkinnyOutput<float>* outs, int64_t count) {
   if (rows <= kSkinnyMaxRows) {
     skinny_linear_multi(x, rows, in, outs, count);
@@ -79,6 +79,7 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
   // Prefill: vision tower, then the decoder over all prompts, keeping each layer's keys and values.
   // Vision features: the images' tokens, then the videos' (placed by decoder_forward, see decoder.h).
   std::vector<float> image_embeds;
+  VisionActs<float> vacts;
   const int64_t image_tokens = std::count(prompts.input_ids, prompts.input_ids + prompts.num_tokens,
                                           static_cast<int32_t>(cfg.image_token_id)) +
                                std::count(prompts.input_ids, prompts.input_ids + prompts.num_tokens,
@@ -88,13 +89,14 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
     VG_CHECK_ARG(vision->num_patches / unit == image_tokens, "generate: the images and videos give ",
                  vision->num_patches / unit, " vision tokens but the prompts hold ", image_tokens,
                  " image-pad and video-pad tokens");
-    VisionActs<float> vacts;
     image_embeds.resize(image_tokens * H);
     vision_forward(cfg, p, *vision, vacts, image_embeds.data(), lv);
   }
   DecoderActs<float> acts;
   acts.kv_only = true;
-  decoder_forward(cfg, p, prompts, image_embeds.empty() ? nullptr : image_embeds.data(), acts, lv);
+  DeepstackInput<float> deepstack;  // Qwen3-VL: intermediate vision features added after the first layers
+  for (const std::vector<float>& f : vacts.deepstack_out) deepstack.push_back(f.data());
+  decoder_forward(cfg, p, prompts, image_embeds.empty() ? nullptr : image_embeds.data(), acts, lv, &deepstack);
 
   // Banned: the caller's list plus the vision special tokens.
   std::vector<int32_t> banned = opt.banned_ids;
@@ -141,7 +143,7 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
   for (int64_t s = 0; s < S; ++s) active[s] = s;
   // Decode-step buffers, sized once for all S sequences (the active set only shrinks).
   std::vector<float> x(S * H), xn(S * H), mid(S * H), q(S * qd), k(S * kvd), v(S * kvd), attn(S * qd), act(S * I),
-      cosb(S * t.head_dim / 2), sinb(S * t.head_dim / 2), rstd(S), logits(S * V), lps(S), flps(S);
+      cosb(S * t.head_dim / 2), sinb(S * t.head_dim / 2), rstd(S), rstd_qk(S * t.heads), logits(S * V), lps(S), flps(S);
   std::vector<float> gate, up;  // only for on-the-fly adapters on gate/up (they must see the pre-activation values)
   std::vector<int32_t> pos3(3 * S), tokens(S);
   std::vector<uint32_t> seq_ids(S), steps(S);
@@ -179,6 +181,7 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
       std::copy(p.embed + static_cast<int64_t>(tok) * H, p.embed + (static_cast<int64_t>(tok) + 1) * H, x.begin() + a * H);
       for (int c = 0; c < 3; ++c) pos3[c * An + a] = static_cast<int32_t>(caches[s].len + delta[s]);
     }
+    // All three axes share one position here, so Qwen3-VL's interleaved M-RoPE gives the same tables.
     rope_tables(RopeKind::kMRope, pos3.data(), An, t.head_dim, t.rope_theta, t.mrope_section, cosb.data(), sinb.data());
     dims.batch = An;
     for (int64_t l = 0; l < L; ++l) {
@@ -191,6 +194,10 @@ std::vector<GeneratedSequence> generate(Model<float>& model, const PackedBatch& 
       lora_forward(site(l, kLoraQ), no_dropout, xn.data(), q.data(), An, no_u);
       lora_forward(site(l, kLoraK), no_dropout, xn.data(), k.data(), An, no_u);
       lora_forward(site(l, kLoraV), no_dropout, xn.data(), v.data(), An, no_u);
+      if (w.q_norm) {  // Qwen3-VL per-head q/k RMSNorm (in place)
+        rms_norm_forward(q.data(), w.q_norm, q.data(), rstd_qk.data(), An * t.heads, t.head_dim, t.rms_eps);
+        rms_norm_forward(k.data(), w.k_norm, k.data(), rstd_qk.data(), An * t.kv_heads, t.head_dim, t.rms_eps);
+      }
       rope_apply(q.data(), q.data(), An, t.heads, t.head_dim, cosb.data(), sinb.data(), false);
       rope_apply(k.data(), k.data(), An, t.kv_heads, t.head_dim, cosb.data(), sinb.data(), false);
       // The new position's keys and values go into the cache first: this layer's attention sees them.

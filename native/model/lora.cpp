@@ -80,7 +80,9 @@ std::vector<LoraModuleInfo> lora_adaptable_modules(const ModelConfig& cfg) {
       const bool is_fc_slot = s == kLoraFc1 || s == kLoraFc2;
       if ((is_gated_slot && !gated) || (is_fc_slot && gated)) continue;
       LoraModuleInfo m;
-      m.name = "visual.blocks." + std::to_string(b) + "." + kVisionNames[s];
+      // Qwen3-VL names its block MLP linear_fc1 / linear_fc2 (same math as Qwen2-VL's fc1 / fc2).
+      const bool q3_fc = v.kind == VisionKind::Qwen3 && is_fc_slot;
+      m.name = "visual.blocks." + std::to_string(b) + "." + (q3_fc ? (s == kLoraFc1 ? "mlp.linear_fc1" : "mlp.linear_fc2") : kVisionNames[s]);
       m.in = vis_io[s][0];
       m.out = vis_io[s][1];
       m.group = LoraGroup::Vision;
@@ -91,7 +93,8 @@ std::vector<LoraModuleInfo> lora_adaptable_modules(const ModelConfig& cfg) {
     }
   for (int s = 0; s < kLoraMergerSlots; ++s) {
     LoraModuleInfo m;
-    m.name = s == kLoraMerger0 ? "visual.merger.mlp.0" : "visual.merger.mlp.2";
+    if (v.kind == VisionKind::Qwen3) m.name = s == kLoraMerger0 ? "visual.merger.linear_fc1" : "visual.merger.linear_fc2";
+    else m.name = s == kLoraMerger0 ? "visual.merger.mlp.0" : "visual.merger.mlp.2";
     m.in = M;
     m.out = s == kLoraMerger0 ? M : v.out_hidden;
     m.group = LoraGroup::Merger;

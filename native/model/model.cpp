@@ -138,7 +138,10 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
                  " video-pad tokens but no image or video was given");
   }
   dacts_.recompute = opt.recompute;
-  decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_, lv);
+  DeepstackInput<T> deepstack;  // Qwen3-VL: features of intermediate vision blocks, added after the first layers
+  if (has_vision_)
+    for (const std::vector<T>& f : vacts_.deepstack_out) deepstack.push_back(f.data());
+  decoder_forward(cfg_, view_, batch_, has_vision_ ? r.image_embeds.data() : nullptr, dacts_, lv, &deepstack);
   if (opt.targets) {
     targets_.assign(opt.targets, opt.targets + N);
     r.logprobs.resize(N);
@@ -164,8 +167,10 @@ ForwardResult<T> Model<T>::forward(const PackedBatch& b, const VisionInput* visi
 }
 
 template <typename T>
-void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision) {
+void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision, const GradReadyFn& on_ready) {
   VG_CHECK(pending_, "backward: call forward with targets and keep_for_backward first");
+  VG_CHECK_ARG(!on_ready || !lora_, "backward: gradient-ready reports cover the base gradient buffer, which LoRA mode "
+               "does not train (overlapping the adapters' reduction is not supported; reduce them after backward)");
   VG_CHECK_ARG(!lora_ || pending_lora_, "backward: the base weights are frozen in LoRA mode and the forward ran with "
                "adapters disabled, so there is nothing to train; run the forward with adapters enabled");
   pending_ = false;
@@ -187,11 +192,32 @@ void Model<T>::backward(const T* dlogprobs, const T* dentropy, bool train_vision
   logprob_backward(dacts_.hidden.data(), view_.lm_head, targets_.data(), lse_.data(), dlogprobs, dentropy,
                    dentropy ? entropy_.data() : static_cast<const T*>(nullptr), dhidden.data(), g.lm_head, N, H, V,
                    opt_.temperature);
+  // Gradient-ready reports in backward order (grad_ready.h); the hooks are cleared on every exit path.
+  const std::unique_ptr<GradReadyOrder> order = on_ready ? std::make_unique<GradReadyOrder>(cfg_, layout_) : nullptr;
+  auto report = [&](GradRange r) {
+    if (on_ready && r.end > r.begin) on_ready(r.begin, r.end);
+  };
+  struct ClearHooks {
+    DecoderActs<T>& d;
+    VisionActs<T>& v;
+    ~ClearHooks() { d.on_layer_grads = nullptr; v.on_block_grads = nullptr; }
+  } clear_hooks{dacts_, vacts_};
+  if (order) {
+    report(order->lm_head());
+    dacts_.on_layer_grads = [&](int64_t l) { report(order->decoder_layer(l)); };
+    vacts_.on_block_grads = [&](int64_t b) {
+      for (const GradRange& r : order->vision_block(b)) report(r);
+    };
+  }
   // The vision tower needs a backward only when something in it trains.
   const bool vision_grads = has_vision_ && train_vision && (!lora_mode || lora_->any_vision());
   std::vector<T> dimg(vision_grads ? image_tokens_ * H : 0);
-  decoder_backward(cfg_, view_, g, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr), lv);
-  if (vision_grads) vision_backward(cfg_, view_, g, vin_, vacts_, dimg.data(), lv);
+  std::vector<std::vector<T>> ddeep;  // Qwen3-VL deepstack gradients (empty otherwise)
+  decoder_backward(cfg_, view_, g, batch_, dacts_, dhidden, vision_grads ? dimg.data() : static_cast<T*>(nullptr), lv,
+                   vision_grads ? &ddeep : nullptr);
+  if (order) report(order->embed());
+  if (vision_grads) vision_backward(cfg_, view_, g, vin_, vacts_, dimg.data(), lv, &ddeep);
+  if (order) report(vision_grads ? order->vision_stem() : order->vision());
   vacts_ = VisionActs<T>();  // the decoder buffers are kept: the next step reuses their capacity
 }
 

@@ -13,6 +13,7 @@
 #include "io/dtype_convert.h"
 #include "model/config.h"
 #include "model/decoder.h"
+#include "model/grad_ready.h"
 #include "model/lora.h"
 #include "model/params.h"
 #include "model/vision.h"
@@ -66,7 +67,10 @@ class Model {
   ForwardResult<T> forward(const PackedBatch& batch, const VisionInput* vision, const ForwardOptions& opt);
   // Backward of the last forward (which must have keep_for_backward): dL/dlogprobs [N] and optionally
   // dL/dentropy [N]. Allocates grads on first use and accumulates into them.
-  void backward(const T* dlogprobs, const T* dentropy, bool train_vision = true);
+  // on_ready (optional, full fine-tuning only): called on this thread each time a range of `grads` is final for this
+  // backward (model/grad_ready.h: every range of [0, total) exactly once), so data-parallel training can reduce it
+  // while backward goes on; that range is never written again by this call.
+  void backward(const T* dlogprobs, const T* dentropy, bool train_vision = true, const GradReadyFn& on_ready = {});
   // Base gradients (allocated on first use); in LoRA mode the adapters' gradients only (the base is frozen).
   void zero_grads();
   // Allocates the base gradient buffer (zeros) when it does not exist yet.

@@ -41,6 +41,8 @@ class ParamLayout {
 template <typename T>
 struct DecoderLayerView {
   T *input_norm, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *post_norm, *gate_w, *up_w, *down_w;
+  T* q_norm = nullptr;  // Qwen3-VL per-head RMSNorm weights [head_dim] (null otherwise; q/k/v biases are then null)
+  T* k_norm = nullptr;
 };
 
 template <typename T>
@@ -49,6 +51,13 @@ struct VisionBlockView {
   T *qkv_w, *qkv_b, *proj_w, *proj_b;
   T *gate_w, *gate_b, *up_w, *up_b, *down_w, *down_b;  // Qwen2.5-VL gated MLP (else null)
   T *fc1_w, *fc1_b, *fc2_w, *fc2_b;                    // Qwen2-VL MLP (else null)
+};
+
+// A patch merger: LayerNorm (over D per patch, or over the 4 concatenated patches for a postshuffle-norm merger)
+// -> fc1 -> GELU -> fc2. Qwen3-VL's deepstack mergers are postshuffle.
+template <typename T>
+struct MergerView {
+  T *ln_w = nullptr, *ln_b = nullptr, *fc1_w = nullptr, *fc1_b = nullptr, *fc2_w = nullptr, *fc2_b = nullptr;
 };
 
 template <typename T>
@@ -61,6 +70,11 @@ struct ModelView {
   std::vector<VisionBlockView<T>> blocks;
   T *merger_ln_w = nullptr, *merger_ln_b = nullptr, *merger_fc1_w = nullptr, *merger_fc1_b = nullptr,
     *merger_fc2_w = nullptr, *merger_fc2_b = nullptr;
+  // Qwen3-VL (null / empty otherwise): patch-embed bias [D], learned position table [num_position_embeddings, D],
+  // one merger per deepstack_indexes entry. A gradient view may leave them empty (frozen).
+  T* patch_embed_b = nullptr;
+  T* pos_embed = nullptr;
+  std::vector<MergerView<T>> deepstack;
 };
 
 // Pointers into `base` (a buffer of layout.total() elements) for every named parameter.

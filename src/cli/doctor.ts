@@ -53,6 +53,7 @@ export function doctorReport(): DoctorReport {
     lines.push(['Addon variant', `${variant}; ${b.buildType}, ${b.cpuFlags}${b.sanitize ? `, sanitize=${b.sanitize}` : ''}, ${b.compiler}, built ${b.buildTime}`]);
     lines.push(['Threads', `${addon.getNumThreads()} kernel threads (set VG_NUM_THREADS or setNumThreads())`]);
     lines.push(['BLAS', b.blasAvailable ? b.blas : `${b.blas} — install libopenblas-dev and run npm run build:native for full speed`]);
+    lines.push(['Collectives', `${b.glooAvailable ? 'Gloo (CPU ranks)' : 'Gloo not built — install libgloo-dev and run npm run build:native for multi-process training'}; NCCL loaded at run time when a GPU run asks for it`]);
     lines.push(['CUDA compiler', c.compiled ? `nvcc ${b.cudaToolkit} at build time; on PATH now: ${nvccVersion()}` : `not used in this build (on PATH now: ${nvccVersion()})`]);
     lines.push(['CUDA runtime/driver', `runtime ${cudaVersion(c.runtimeVersion)}, driver ${cudaVersion(c.driverVersion)}`]);
     if (c.gpus.length === 0) lines.push(['GPU', 'none']);

@@ -174,6 +174,11 @@ export const configSchema = z.strictObject({
     maxGradNorm: z.number().min(0).default(1),
     schedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
     warmupSteps: nonNegInt.default(0),
+    /**
+     * Optimizer steps the linear/cosine schedule spans (default: the run's steps). A longer span stops the run
+     * partway down the decay, as if it were the first part of a longer run.
+     */
+    scheduleSteps: posInt.nullable().default(null),
     /** Completions per forward/backward micro-batch; gradients accumulate over the rollout batch. */
     microBatchSize: posInt.default(8),
   }).prefault({}),
@@ -200,6 +205,13 @@ export const configSchema = z.strictObject({
     backend: z.enum(['gloo', 'nccl']).default('gloo'),
     /** Seconds the rendezvous and every collective wait for the other ranks before failing with an error naming the operation. */
     timeoutSeconds: z.number().positive().default(300),
+    /**
+     * Start each gradient bucket's all-reduce / reduce-scatter while the last backward of a step is still running
+     * (gloo backend, full fine-tuning); false runs the same buckets after backward (bit-identical results).
+     */
+    overlapBuckets: z.boolean().default(true),
+    /** Size of one gradient bucket in MB (2^20 bytes): smaller starts collectives sooner, larger issues fewer of them. */
+    bucketMB: z.number().positive().max(4096).default(25),
   }).prefault({}),
 });
 

@@ -90,6 +90,11 @@ export class Communicator {
     return this.#handle === undefined;
   }
 
+  /** The native handle, for native code that queues collectives on this communicator's thread itself (ZeroAdamW's bucketed gradient reduction). */
+  get nativeHandle(): NativeCommunicatorHandle {
+    return this.#live('nativeHandle');
+  }
+
   #live(op: string): NativeCommunicatorHandle {
     if (!this.#handle) throw new Error(`${op}: this communicator has been disposed; create a new one`);
     return this.#handle;

@@ -9,11 +9,19 @@
  *   stage 2 (ZeRO-2): reduceScatter(sum) of the gradients instead of allReduce (each rank only receives its own
  *            shard's sum); the rest as stage 1. Gradients outside the own shard are left unspecified: zero them
  *            before the next accumulation (the trainer does at every step).
+ * Bucketed reduction (`buckets`, full fine-tuning on the gloo backend with 2+ ranks): the all-reduce / reduce-scatter
+ * above runs in buckets of `bucketMB` following the backward order (native/dist/grad_buckets.h). With `overlap`, the
+ * trainer's last backward of the step goes through finalBackward(), which starts each bucket's collective as soon as
+ * backward has finished that bucket's gradients; otherwise (or on a rank with no micro-batch this step) apply() runs
+ * the same buckets after backward. The same collectives on the same values either way: the results are bit-identical
+ * with and without overlap. LoRA adapters' gradients live outside the gradient buffer: their reduction is never
+ * bucketed (nor overlapped), and neither is NCCL's (device buffers).
  * Moments are shard-sized in stages 1 and 2 (the 1/N optimizer memory). Gradients are SUMMED across ranks: each
  * rank normalises its loss by the GLOBAL token count so the sum equals the 1-rank gradient. apply() returns the
  * same { gradNorm, lr, skipped } on every rank (a non-finite global norm skips the step everywhere).
  */
 import type { VlmModel } from '../model/vlm-model.js';
+import type { BucketReduceStats, NativeBucketReduce } from '../native/binding.js';
 import { learningRate } from '../rl/lr-schedule.js';
 import type { OptimizerSettings, TrainableRange } from '../rl/optimizer.js';
 import type { Communicator } from './communicator.js';
@@ -25,6 +33,11 @@ export interface ZeroOptions {
   comm: Communicator;
   /** 0: plain data parallel, 1: shard optimizer state (default), 2: also reduce-scatter gradients. */
   stage?: ZeroStage;
+  /**
+   * Reduce the gradients in buckets of `bucketMB` megabytes (2^20 bytes), overlapped with the last backward when
+   * `overlap` (config distributed.overlapBuckets / bucketMB). Default: one collective over the whole range.
+   */
+  buckets?: { overlap: boolean; bucketMB: number };
 }
 
 export class ZeroAdamW {
@@ -43,6 +56,9 @@ export class ZeroAdamW {
   readonly #model: VlmModel;
   readonly #range: TrainableRange;
   readonly #comm: Communicator;
+  readonly #buckets: { overlap: boolean; bucketBytes: number } | undefined;
+  /** finalBackward() already reduced this step's gradients. */
+  #reduced = false;
 
   constructor(model: VlmModel, range: TrainableRange, settings: OptimizerSettings, opts: ZeroOptions) {
     const stage = opts.stage ?? 1;
@@ -61,6 +77,37 @@ export class ZeroAdamW {
     const len = this.shard.end - this.shard.begin;
     this.expAvg = new Float32Array(len);
     this.expAvgSq = new Float32Array(len);
+    const b = opts.buckets;
+    if (b !== undefined && !(Number.isFinite(b.bucketMB) && b.bucketMB > 0)) throw new RangeError(`bucketMB must be a positive number, got ${String(b.bucketMB)}`);
+    // Bucketing needs the gradients in the model's buffer (not LoRA's) and host-memory collectives (gloo).
+    const bucketable = b !== undefined && range.target === 'params' && opts.comm.backend === 'gloo' && world > 1;
+    this.#buckets = bucketable ? { overlap: b.overlap, bucketBytes: Math.max(4, Math.floor(b.bucketMB * 2 ** 20)) } : undefined;
+  }
+
+  /** True when finalBackward() overlaps the gradient reduction with backward (else it is a plain backward). */
+  get overlapsBackward(): boolean {
+    return this.#buckets?.overlap === true;
+  }
+
+  #bucketSpec(): NativeBucketReduce {
+    const { begin } = this.#bounds();
+    return {
+      communicator: this.#comm.nativeHandle, begin, end: begin + this.trainableLength, bucketBytes: this.#buckets!.bucketBytes,
+      ...(this.stage === 2 ? { op: 'reduceScatter' as const, counts: [...this.counts] } : { op: 'allReduce' as const }),
+    };
+  }
+
+  /**
+   * The last backward before apply(): with overlap on, the bucketed gradient collectives start while backward runs
+   * and this resolves once both have finished (apply() then skips the reduction). Otherwise a plain backward.
+   * Resolves to the bucket statistics when it overlapped.
+   */
+  async finalBackward(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<BucketReduceStats | undefined> {
+    if (!this.overlapsBackward) return this.#model.backward(opts);
+    if (this.#reduced) throw new Error('finalBackward: the gradients of this step were already reduced; call apply() first');
+    const stats = await this.#model.backward({ ...opts, overlapWith: this.#bucketSpec() });
+    this.#reduced = true;
+    return stats;
   }
 
   /** Restores this rank's moments (shard-sized) and the step counter from a checkpoint. */
@@ -119,14 +166,19 @@ export class ZeroAdamW {
     const grads = this.#grads();
     const hyper = { step: this.step + 1, lr, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm };
     let res: { gradNorm: number; skipped: boolean };
+    const reduced = this.#reduced;
+    this.#reduced = false;
+    // Bucketed: the same collectives finalBackward() would have overlapped, unless it already ran them.
+    if (this.#buckets && !reduced) await this.#model.handle.reduceGradients(this.#bucketSpec());
+    const bucketed = this.#buckets !== undefined;
     if (this.stage === 0) {
-      if (comm.worldSize > 1) await comm.allReduce(grads, 'sum');
+      if (comm.worldSize > 1 && !bucketed) await comm.allReduce(grads, 'sum');
       // Every rank holds the same summed gradient, so the native norm (and the step) is identical everywhere.
       res = await this.#model.optimizerStep({
         target, begin: base, end: base + this.trainableLength, expAvg: this.expAvg, expAvgSq: this.expAvgSq, ...hyper,
       });
     } else {
-      if (comm.worldSize > 1) {
+      if (comm.worldSize > 1 && !bucketed) {
         if (this.stage === 1) await comm.allReduce(grads, 'sum');
         else await comm.reduceScatter(grads, [...this.counts]);
       }

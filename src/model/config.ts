@@ -1,5 +1,6 @@
 /**
- * config.json of a Qwen2-VL / Qwen2.5-VL checkpoint → one flat, fully validated `ModelConfig`.
+ * config.json of a Qwen2-VL / Qwen2.5-VL / dense Qwen3-VL checkpoint → one flat, fully validated `ModelConfig`.
+ * Qwen3-VL (`qwen3_vl`) is always nested (text_config, vision_config); its MoE variant (`qwen3_vl_moe`) is rejected.
  *
  * Both layouts load:
  *  - flat (Hub originals): text fields at the top level, `rope_scaling: {type: "mrope", mrope_section}`;
@@ -33,7 +34,7 @@ export class ModelConfigError extends VlmGrpoError {
       'ERR_MODEL_CONFIG',
       `${file}: ${field ? `${field}: ` : ''}${message}`,
       remedy ??
-        'Check config.json against the checkpoint it came from (Qwen2-VL or Qwen2.5-VL, Hugging Face format).',
+        'Check config.json against the checkpoint it came from (Qwen2-VL, Qwen2.5-VL or dense Qwen3-VL, Hugging Face format).',
     );
     this.name = 'ModelConfigError';
     this.file = file;
@@ -41,7 +42,7 @@ export class ModelConfigError extends VlmGrpoError {
   }
 }
 
-export type ModelType = 'qwen2_vl' | 'qwen2_5_vl';
+export type ModelType = 'qwen2_vl' | 'qwen2_5_vl' | 'qwen3_vl';
 /** silu: x·σ(x); quick_gelu: x·σ(1.702x); gelu: exact erf GELU; gelu_tanh: tanh approximation. */
 export type ActivationKind = 'silu' | 'quick_gelu' | 'gelu' | 'gelu_tanh';
 export type NormKind = 'rmsnorm' | 'layernorm';
@@ -69,7 +70,10 @@ export interface ModelConfig {
   readonly numHiddenLayers: number;
   readonly numAttentionHeads: number;
   readonly numKeyValueHeads: number;
-  /** hiddenSize / numAttentionHeads (HF ignores a separate head_dim; a contradicting one is rejected). */
+  /**
+   * Qwen2/2.5-VL: hiddenSize / numAttentionHeads (HF ignores a separate head_dim; a contradicting one is rejected).
+   * Qwen3-VL: text_config.head_dim (default 128), independent of hiddenSize.
+   */
   readonly headDim: number;
   /** numAttentionHeads / numKeyValueHeads: query head h uses kv head floor(h / kvGroups). */
   readonly kvGroups: number;
@@ -86,6 +90,15 @@ export interface ModelConfig {
   readonly ropeTheta: number;
   /** (t, h, w) rotary frequency pairs; sums to headDim / 2. */
   readonly mropeSection: readonly [number, number, number];
+  /**
+   * Qwen3-VL's interleaved M-RoPE: pair k takes h when k % 3 = 1 and k < 3·s1, w when k % 3 = 2 and k < 3·s2, else t
+   * (false: contiguous t | h | w sections, Qwen2/2.5-VL).
+   */
+  readonly mropeInterleaved: boolean;
+  /** q/k/v projections carry a bias (Qwen2/2.5-VL; Qwen3-VL has none). */
+  readonly attentionBias: boolean;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3-VL q_norm / k_norm). */
+  readonly qkNorm: boolean;
   /** true: lm_head is embed_tokens (no lm_head.weight is loaded). */
   readonly tieWordEmbeddings: boolean;
   readonly maxPositionEmbeddings: number | null;
@@ -127,6 +140,10 @@ export interface ModelConfig {
   readonly fullAttBlockIndexes: readonly number[];
   /** Attention kind of each vision block (length visionDepth). */
   readonly visionBlockAttention: readonly VisionAttentionKind[];
+  /** Qwen3-VL learned position table rows (a square number; 0 for Qwen2/2.5-VL), interpolated to each image's grid. */
+  readonly numPositionEmbeddings: number;
+  /** Qwen3-VL vision blocks whose outputs feed the deepstack mergers (added after decoder layers 0..k-1); [] otherwise. */
+  readonly deepstackVisualIndexes: readonly number[];
   /** Video temporal position scale (Qwen2.5-VL only; unused for images). */
   readonly tokensPerSecond: number;
   readonly mergerNormKind: NormKind;
@@ -174,6 +191,7 @@ const textFields = {
   num_attention_heads: posInt.nullish(),
   num_key_value_heads: posInt.nullish(),
   head_dim: posInt.nullish(),
+  attention_bias: z.boolean().nullish(),
   hidden_act: z.string().nullish(),
   rms_norm_eps: z.number().positive().nullish(),
   rope_theta: z.number().positive().nullish(),
@@ -206,6 +224,8 @@ const visionSchema = z.looseObject({
   window_size: posInt.nullish(),
   fullatt_block_indexes: z.array(nonNegInt).nullish(),
   tokens_per_second: z.number().positive().nullish(),
+  num_position_embeddings: posInt.nullish(),
+  deepstack_visual_indexes: z.array(nonNegInt).nullish(),
 });
 
 const topSchema = z.looseObject({
@@ -239,6 +259,7 @@ const ACTIVATIONS: Record<string, ActivationKind> = {
 const MODEL_TYPES: Record<ModelType, { arch: string; name: string }> = {
   qwen2_vl: { arch: 'Qwen2VL', name: 'Qwen2-VL' },
   qwen2_5_vl: { arch: 'Qwen2_5_VL', name: 'Qwen2.5-VL' },
+  qwen3_vl: { arch: 'Qwen3VL', name: 'Qwen3-VL' },
 };
 
 function describeValue(v: unknown): string {
@@ -314,16 +335,27 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
 
   // ---- model type and architecture
   const mt = d.model_type;
-  if (mt == null) fail('model_type', 'missing; expected "qwen2_vl" or "qwen2_5_vl"');
-  if (mt !== 'qwen2_vl' && mt !== 'qwen2_5_vl') {
+  if (mt == null) fail('model_type', 'missing; expected "qwen2_vl", "qwen2_5_vl" or "qwen3_vl"');
+  if (mt === 'qwen3_vl_moe') {
     fail(
       'model_type',
-      `unsupported model type ${JSON.stringify(mt)}; this trainer supports "qwen2_vl" (Qwen2-VL) and "qwen2_5_vl" (Qwen2.5-VL)`,
-      'Use a Qwen2-VL or Qwen2.5-VL checkpoint.',
+      'Qwen3-VL mixture-of-experts checkpoints ("qwen3_vl_moe", e.g. Qwen3-VL-30B-A3B) are not supported; only the dense Qwen3-VL models are',
+      'Use a dense Qwen3-VL checkpoint (Qwen3-VL-2B/4B/8B/32B-Instruct or -Thinking), or Qwen2-VL / Qwen2.5-VL.',
+    );
+  }
+  if (mt !== 'qwen2_vl' && mt !== 'qwen2_5_vl' && mt !== 'qwen3_vl') {
+    fail(
+      'model_type',
+      `unsupported model type ${JSON.stringify(mt)}; this trainer supports "qwen2_vl" (Qwen2-VL), "qwen2_5_vl" (Qwen2.5-VL) and "qwen3_vl" (dense Qwen3-VL)`,
+      'Use a Qwen2-VL, Qwen2.5-VL or dense Qwen3-VL checkpoint.',
     );
   }
   const modelType = mt as ModelType;
+  const isQ3 = modelType === 'qwen3_vl';
   const architecture = d.architectures?.[0] ?? null;
+  if (architecture !== null && /Moe/i.test(architecture)) {
+    fail('architectures', `${JSON.stringify(architecture)} is a mixture-of-experts model, which is not supported`);
+  }
   if (architecture !== null && !architecture.startsWith(MODEL_TYPES[modelType].arch)) {
     fail(
       'architectures',
@@ -355,15 +387,20 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
   const numAttentionHeads = need('num_attention_heads') as number;
   const kv = tget('num_key_value_heads');
   const numKeyValueHeads = (kv.value as number | undefined) ?? numAttentionHeads;
-  if (hiddenSize % numAttentionHeads !== 0) {
+  if (!isQ3 && hiddenSize % numAttentionHeads !== 0) {
     fail(textName('num_attention_heads'), `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numAttentionHeads}`);
   }
-  const headDim = hiddenSize / numAttentionHeads;
   const hd = tget('head_dim');
-  if (hd.value !== undefined && hd.value !== headDim) {
+  // Qwen3-VL attention uses head_dim as written (Qwen3VLTextConfig default 128), not hidden_size / heads.
+  const headDim = isQ3 ? ((hd.value as number | undefined) ?? 128) : hiddenSize / numAttentionHeads;
+  if (!isQ3 && hd.value !== undefined && hd.value !== headDim) {
     fail(hd.field, `${hd.value} contradicts hidden_size / num_attention_heads = ${hiddenSize} / ${numAttentionHeads} = ${headDim} (Qwen2-VL attention uses the latter)`);
   }
-  if (headDim % 2 !== 0) fail(textName('hidden_size'), `head_dim ${headDim} (= hidden_size / num_attention_heads) must be even for rotary embeddings`);
+  if (headDim % 2 !== 0) fail(isQ3 ? hd.field : textName('hidden_size'), `head_dim ${headDim}${isQ3 ? '' : ' (= hidden_size / num_attention_heads)'} must be even for rotary embeddings`);
+  const bias = tget('attention_bias');
+  if (isQ3 && bias.value === true) {
+    fail(bias.field, 'Qwen3-VL with attention biases is not supported (the published dense checkpoints set attention_bias to false)');
+  }
   if (numAttentionHeads % numKeyValueHeads !== 0) {
     fail(kv.field, `num_attention_heads ${numAttentionHeads} is not divisible by num_key_value_heads ${numKeyValueHeads}`);
   }
@@ -391,7 +428,7 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
     if (kind != null && kind !== 'mrope' && kind !== 'default') {
       fail(`${field}.${r.rope_type != null ? 'rope_type' : 'type'}`, `unsupported rope type ${JSON.stringify(kind)}; only M-RoPE without frequency scaling ("mrope"/"default") is implemented`);
     }
-    if (r.mrope_interleaved) fail(`${field}.mrope_interleaved`, 'interleaved M-RoPE (Qwen3-VL) is not supported');
+    if (r.mrope_interleaved && !isQ3) fail(`${field}.mrope_interleaved`, `interleaved M-RoPE is a Qwen3-VL feature; model_type ${JSON.stringify(modelType)} uses contiguous sections`);
     if (r.mrope_section != null) {
       if (mrope && JSON.stringify(mrope.value) !== JSON.stringify(r.mrope_section)) {
         fail(`${field}.mrope_section`, `${JSON.stringify(r.mrope_section)} contradicts ${mrope.field} ${JSON.stringify(mrope.value)}`);
@@ -404,7 +441,7 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
   if (mrope.value.length !== 3) fail(mrope.field, `expected 3 sections (t, h, w), got ${mrope.value.length}: ${JSON.stringify(mrope.value)}`);
   const mropeSum = mrope.value.reduce((a, b) => a + b, 0);
   if (mropeSum !== headDim / 2) {
-    fail(mrope.field, `${JSON.stringify(mrope.value)} sums to ${mropeSum}, but must sum to head_dim / 2 = ${headDim / 2} (head_dim = hidden_size ${hiddenSize} / num_attention_heads ${numAttentionHeads})`);
+    fail(mrope.field, `${JSON.stringify(mrope.value)} sums to ${mropeSum}, but must sum to head_dim / 2 = ${headDim / 2} (head_dim = ${isQ3 ? `${hd.field} ${headDim}` : `hidden_size ${hiddenSize} / num_attention_heads ${numAttentionHeads}`})`);
   }
   const th = tget('rope_theta');
   if (th.value !== undefined && thetaFromRope && th.value !== thetaFromRope.value) {
@@ -449,7 +486,7 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
   } else {
     visionIntermediateSize = vneed('intermediate_size');
   }
-  const visionHiddenAct = parseActivation(vc.hidden_act ?? undefined, isQ2 ? 'quick_gelu' : 'silu', 'vision_config.hidden_act', fail);
+  const visionHiddenAct = parseActivation(vc.hidden_act ?? undefined, isQ2 ? 'quick_gelu' : isQ3 ? 'gelu_tanh' : 'silu', 'vision_config.hidden_act', fail);
 
   // Merger output: Qwen2-VL calls it vision_config.hidden_size, Qwen2.5-VL out_hidden_size. It must equal the
   // text width (features replace token embeddings), so a missing value can only mean hidden_size.
@@ -461,7 +498,7 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
 
   const inChannels = vc.in_channels ?? vc.in_chans ?? 3;
   if (inChannels !== 3) fail(vc.in_channels != null ? 'vision_config.in_channels' : 'vision_config.in_chans', `${inChannels} input channels; the image processor produces RGB (3)`);
-  const patchSize = vc.patch_size ?? vc.spatial_patch_size ?? 14;
+  const patchSize = vc.patch_size ?? vc.spatial_patch_size ?? (isQ3 ? 16 : 14);
   const temporalPatchSize = vc.temporal_patch_size ?? 2;
   const spatialMergeSize = vc.spatial_merge_size ?? 2;
 
@@ -469,7 +506,26 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
   let windowUnits = 0;
   let fullAttBlockIndexes: number[] = [];
   let tokensPerSecond = 1;
-  if (!isQ2) {
+  let numPositionEmbeddings = 0;
+  let deepstackVisualIndexes: number[] = [];
+  if (isQ3) {
+    numPositionEmbeddings = vc.num_position_embeddings ?? 2304; // Qwen3VLVisionConfig default (48 × 48)
+    const side = Math.round(Math.sqrt(numPositionEmbeddings));
+    if (side * side !== numPositionEmbeddings) {
+      fail('vision_config.num_position_embeddings', `${numPositionEmbeddings} is not a square number (the position table is a side × side grid)`);
+    }
+    deepstackVisualIndexes = [...(vc.deepstack_visual_indexes ?? [8, 16, 24])];
+    const seenDs = new Set<number>();
+    for (const b of deepstackVisualIndexes) {
+      if (b >= visionDepth) fail('vision_config.deepstack_visual_indexes', `block ${b} does not exist (depth ${visionDepth}): ${JSON.stringify(deepstackVisualIndexes)}`);
+      if (seenDs.has(b)) fail('vision_config.deepstack_visual_indexes', `block ${b} is listed twice: ${JSON.stringify(deepstackVisualIndexes)}`);
+      seenDs.add(b);
+    }
+    if (deepstackVisualIndexes.length > numHiddenLayers) {
+      fail('vision_config.deepstack_visual_indexes', `${deepstackVisualIndexes.length} deepstack features but only ${numHiddenLayers} decoder layers to add them to`);
+    }
+  }
+  if (!isQ2 && !isQ3) {
     windowSize = vc.window_size ?? 112;
     windowUnits = Math.floor(Math.floor(windowSize / spatialMergeSize) / patchSize); // HF: window_size // merge // patch
     if (windowUnits < 1) {
@@ -486,7 +542,7 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
   }
   const fullSet = new Set(fullAttBlockIndexes);
   const visionBlockAttention: VisionAttentionKind[] = [];
-  for (let b = 0; b < visionDepth; b++) visionBlockAttention.push(isQ2 || fullSet.has(b) ? 'full' : 'window');
+  for (let b = 0; b < visionDepth; b++) visionBlockAttention.push(isQ2 || isQ3 || fullSet.has(b) ? 'full' : 'window');
 
   // ---- special ids (HF class defaults are the real Qwen ids; all must exist in the vocabulary)
   const ids = {
@@ -536,6 +592,9 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
     rmsNormEps,
     ropeTheta,
     mropeSection: [mrope.value[0]!, mrope.value[1]!, mrope.value[2]!],
+    mropeInterleaved: isQ3,
+    attentionBias: !isQ3,
+    qkNorm: isQ3,
     tieWordEmbeddings,
     maxPositionEmbeddings: (maxPos.value as number | undefined) ?? null,
     visionDepth,
@@ -547,8 +606,8 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
     visionRopeTheta: 10000,
     visionIntermediateSize,
     visionHiddenAct,
-    visionMlpKind: isQ2 ? 'fc' : 'gated',
-    visionNormKind: isQ2 ? 'layernorm' : 'rmsnorm',
+    visionMlpKind: isQ2 || isQ3 ? 'fc' : 'gated',
+    visionNormKind: isQ2 || isQ3 ? 'layernorm' : 'rmsnorm',
     visionNormEps: 1e-6,
     inChannels,
     patchSize,
@@ -556,13 +615,15 @@ function buildConfig(d: RawTop, file: string): ModelConfig {
     spatialMergeSize,
     mergeUnit,
     patchInputSize: inChannels * temporalPatchSize * patchSize * patchSize,
-    windowed: !isQ2,
+    windowed: !isQ2 && !isQ3,
     windowSize,
     windowUnits,
     fullAttBlockIndexes,
     visionBlockAttention,
+    numPositionEmbeddings,
+    deepstackVisualIndexes,
     tokensPerSecond,
-    mergerNormKind: isQ2 ? 'layernorm' : 'rmsnorm',
+    mergerNormKind: isQ2 || isQ3 ? 'layernorm' : 'rmsnorm',
     mergerHiddenSize: mergeUnit * visionHiddenSize,
     mergerAct: 'gelu',
     outHiddenSize,

@@ -14,6 +14,9 @@ export function nativeModelConfig(c: ModelConfig): NativeModelConfig {
     rmsNormEps: c.rmsNormEps,
     ropeTheta: c.ropeTheta,
     mropeSection: [c.mropeSection[0], c.mropeSection[1], c.mropeSection[2]],
+    mropeInterleaved: c.mropeInterleaved,
+    attentionBias: c.attentionBias,
+    qkNorm: c.qkNorm,
     tieWordEmbeddings: c.tieWordEmbeddings,
     imageTokenId: c.imageTokenId,
     videoTokenId: c.videoTokenId,
@@ -35,6 +38,8 @@ export function nativeModelConfig(c: ModelConfig): NativeModelConfig {
       eps: c.visionNormEps,
       windowSize: c.windowSize,
       fullAttBlocks: [...c.fullAttBlockIndexes],
+      numPositionEmbeddings: c.numPositionEmbeddings,
+      deepstackIndexes: [...c.deepstackVisualIndexes],
     },
   };
 }

@@ -12,6 +12,8 @@
  *    t = base + T(f), h = base + row, w = base + col, where
  *      - image: T = 0 for Qwen2.5-VL (frame index times second_per_grid_t = 0), T = f for Qwen2-VL;
  *      - Qwen2-VL video: T = f;
+ *      - Qwen3-VL: images as Qwen2-VL; each video grid [t, h, w] is split into t one-frame grids (HF
+ *        get_rope_index: the frames are separate vision_start … video_pad runs, time is in the timestamp text);
  *      - Qwen2.5-VL video: T = trunc(f · second_per_grid_t · tokens_per_second), the product in float32 as HF
  *        computes it (second_per_grid_ts is a float32 tensor; default 1.0 per video when not given).
  *        transformers 4.50–5.x cast second_per_grid_t to int64 before the product (0.5 s became 0); that was a
@@ -86,12 +88,16 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
   }
   const M = config.spatialMergeSize;
   const imageGrids = input.imageGridThw === undefined ? [] : normalizeGrids('imageGridThw', input.imageGridThw, M);
-  const videoGrids = input.videoGridThw === undefined ? [] : normalizeGrids('videoGridThw', input.videoGridThw, M);
   const isQ2 = config.modelType === 'qwen2_vl';
+  const isQ3 = config.modelType === 'qwen3_vl';
+  const rawVideoGrids = input.videoGridThw === undefined ? [] : normalizeGrids('videoGridThw', input.videoGridThw, M);
+  // Qwen3-VL writes every video frame as its own <vision_start><video_pad>…<vision_end> run (after a timestamp text),
+  // so HF splits each video grid [t, h, w] into t grids [1, h, w]; time lives in the text, not in the t index.
+  const videoGrids = isQ3 ? rawVideoGrids.flatMap(([t, h, w]) => Array.from({ length: t }, () => [1, h, w] as typeof rawVideoGrids[number])) : rawVideoGrids;
   const tokensPerSecond = config.tokensPerSecond ?? 4;  // HF Qwen2_5_VLVisionConfig class default
   if (!(tokensPerSecond > 0) || !Number.isFinite(tokensPerSecond)) throw new RangeError(`tokensPerSecond must be a positive number, got ${tokensPerSecond}`);
   let secondPerGrid: number[] | null = null;
-  if (input.secondPerGridTs !== undefined) {
+  if (input.secondPerGridTs !== undefined && !isQ3) {
     const s = input.secondPerGridTs;
     if (s === null || typeof s !== 'object' || typeof s.length !== 'number') throw new TypeError(`secondPerGridTs: expected an array of numbers, got ${s === null ? 'null' : typeof s}`);
     secondPerGrid = Array.from(s, Number);
@@ -152,11 +158,11 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
       if (isImage) {
         img++;
         remainImages--;
-        step = isQ2 ? (f) => f : () => 0;
+        step = isQ2 || isQ3 ? (f) => f : () => 0;
       } else {
         vid++;
         remainVideos--;
-        if (isQ2) step = (f) => f;
+        if (isQ2 || isQ3) step = (f) => f;
         else {
           const spg = Math.fround(secondPerGrid?.[index] ?? 1);
           const tps = Math.fround(tokensPerSecond);
@@ -206,7 +212,7 @@ export function getRopeIndex(config: RopeIndexConfig, input: RopeIndexInput): Ro
     throw new RangeError(`imageGridThw has ${imageGrids.length} grids, but inputIds hold ${img} images (vision_start followed by image_pad ${config.imageTokenId})`);
   }
   if (vid !== videoGrids.length) {
-    throw new RangeError(`videoGridThw has ${videoGrids.length} grids, but inputIds hold ${vid} videos (vision_start followed by video_pad ${config.videoTokenId})`);
+    throw new RangeError(`videoGridThw has ${videoGrids.length} ${isQ3 ? 'frame grids (Qwen3-VL: one per frame)' : 'grids'}, but inputIds hold ${vid} ${isQ3 ? 'video frames' : 'videos'} (vision_start followed by video_pad ${config.videoTokenId})`);
   }
   return { batchSize: B, seqLen: L, positionIds: pos, ropeDeltas: deltas };
 }

@@ -4,7 +4,7 @@
  * own native thread and return Promises; the event loop stays free.
  */
 import { VlmGrpoError } from '../errors.js';
-import { native, type NativeModelHandle, type NativePackedInput } from '../native/binding.js';
+import { native, type BucketReduceStats, type NativeBucketReduce, type NativeModelHandle, type NativePackedInput } from '../native/binding.js';
 import { ChatTemplate, expandImageTokenIds, expandVideoTokenIds, type ChatMessage } from '../processor/chat-template.js';
 import { preprocessImages, type ImageGridThw, type ImageInput, type ImageSize } from '../processor/image.js';
 import { loadPreprocessorConfig, type PreprocessorConfig } from '../processor/preprocessor-config.js';
@@ -166,6 +166,14 @@ export class VlmModel {
     return this.#handle;
   }
 
+  /** Qwen3-VL writes videos as per-frame runs behind timestamp text, which this version's processor does not produce. */
+  #rejectQwen3Video(): void {
+    if (this.config.modelType !== 'qwen3_vl') return;
+    throw new VlmGrpoError('ERR_UNSUPPORTED_INPUT', 'Qwen3-VL video inputs are not supported yet (Qwen3-VL encodes each frame as its own ' +
+      'vision_start … video_pad run after a timestamp such as "<0.5 seconds>", which this processor does not produce).',
+    'Pass the frames as separate images, or use a Qwen2-VL / Qwen2.5-VL model for video.');
+  }
+
   /** Chat template + images + videos -> token ids (image and video placeholders expanded), pixel values and grids. */
   async encode(req: EncodeRequest): Promise<EncodedInput> {
     const tok = this.tokenizer;
@@ -176,6 +184,7 @@ export class VlmModel {
       ? await preprocessImages(images, this.preprocessor)
       : { pixelValues: new Float32Array(0), imageGridThw: [] as ImageGridThw[], images: [] };
     const videos = req.videos ?? [];
+    if (videos.length) this.#rejectQwen3Video();
     const vid = videos.length
       ? await preprocessVideos(videos, { ...req.videoOptions, preprocessor: this.preprocessor, videoProcessor: this.videoProcessor })
       : { pixelValuesVideos: new Float32Array(0), videoGridThw: [] as [number, number, number][], secondPerGridTs: [] as number[], videos: [] };
@@ -218,6 +227,7 @@ export class VlmModel {
       if (!(s.inputIds instanceof Int32Array)) throw new TypeError(`inputs[${i}].inputIds must be an Int32Array`);
       const g = s.imageGridThw ?? [];
       const vg = s.videoGridThw ?? [];
+      if (vg.length) this.#rejectQwen3Video();
       const rope = getRopeIndex(c, {
         inputIds: s.inputIds,
         imageGridThw: g.map((x) => [...x]),
@@ -322,11 +332,12 @@ export class VlmModel {
 
   /**
    * Backward of the last forwardBatch({ keepForBackward: true }); accumulates into gradients(), or in LoRA mode
-   * into loraGradients() only (the base is frozen: no base-weight gradient is computed).
+   * into loraGradients() only (the base is frozen: no base-weight gradient is computed). `overlapWith` (data parallel,
+   * see ZeroAdamW.finalBackward) reduces the gradients across ranks in buckets while backward runs.
    */
-  async backward(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void> {
+  async backward(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean; overlapWith?: NativeBucketReduce }): Promise<BucketReduceStats | undefined> {
     const h = this.handle;
-    await this.#serial(() => h.backward(opts));
+    return (await this.#serial(() => h.backward(opts))) ?? undefined;
   }
 
   /** Batched KV-cached generation; `numSamples` completions per prompt share the prompt's prefill. */
@@ -463,6 +474,27 @@ export class VlmModel {
 }
 
 /**
+ * Qwen3-VL image preprocessing: without preprocessor_config.json the Qwen3-VL processor defaults apply (patch 16,
+ * mean/std 0.5, 65536..16777216 pixels) instead of Qwen2-VL's; with one, its patch geometry must match config.json
+ * (a 14-pixel Qwen2 processor file would silently feed the 16-pixel tower wrong patches).
+ */
+function qwen3Preprocessor(folder: ModelFolder, pre: PreprocessorConfig): PreprocessorConfig {
+  const c = folder.config;
+  if (c.modelType !== 'qwen3_vl') return pre;
+  if (folder.files.preprocessorConfig === null) {
+    return { ...pre, patchSize: c.patchSize, temporalPatchSize: c.temporalPatchSize, mergeSize: c.spatialMergeSize,
+      imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5], minPixels: 65536, maxPixels: 16777216 };
+  }
+  if (pre.patchSize !== c.patchSize || pre.mergeSize !== c.spatialMergeSize || pre.temporalPatchSize !== c.temporalPatchSize) {
+    throw new VlmGrpoError('ERR_PREPROCESSOR_CONFIG',
+      `preprocessor_config.json (patch_size ${pre.patchSize}, merge_size ${pre.mergeSize}, temporal_patch_size ${pre.temporalPatchSize}) ` +
+      `does not match config.json (patch_size ${c.patchSize}, spatial_merge_size ${c.spatialMergeSize}, temporal_patch_size ${c.temporalPatchSize}).`,
+      'Use the preprocessor_config.json that came with the Qwen3-VL checkpoint.');
+  }
+  return pre;
+}
+
+/**
  * Loads a model folder: config.json, the safetensors weights (memory-mapped, converted to fp32), and, when
  * present, tokenizer.json / tokenizer_config.json, the chat template, preprocessor_config.json and
  * video_preprocessor_config.json.
@@ -474,12 +506,13 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       "Use device: 'cpu' (the CUDA kernels are built, but the model does not run on the GPU yet).");
   }
   const folder = readModelFolder(dir);
-  const [tokenizer, chatTemplate, preprocessor, videoProcessor] = await Promise.all([
+  const [tokenizer, chatTemplate, loadedPreprocessor, videoProcessor] = await Promise.all([
     loadTokenizer(folder.dir, { optional: true }),
     ChatTemplate.load(folder.dir),
     loadPreprocessorConfig(folder.dir, { optional: true }),
     loadVideoPreprocessorConfig(folder.dir),
   ]);
+  const preprocessor = qwen3Preprocessor(folder, loadedPreprocessor);
   const NativeModel = native().NativeModel;
   const handle = new NativeModel(nativeModelConfig(folder.config));
   try {

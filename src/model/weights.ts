@@ -84,22 +84,28 @@ export function expectedWeights(c: ModelConfig): ExpectedWeight[] {
   const D = c.visionHiddenSize;
   const I = c.visionIntermediateSize;
   const q2 = c.modelType === 'qwen2_vl';
+  const q3 = c.modelType === 'qwen3_vl';
   add('visual.patch_embed.proj.weight', D, c.inChannels, c.temporalPatchSize, c.patchSize, c.patchSize);
+  if (q3) {
+    add('visual.patch_embed.proj.bias', D);
+    add('visual.pos_embed.weight', c.numPositionEmbeddings, D);
+  }
   for (let b = 0; b < c.visionDepth; b++) {
     const p = `visual.blocks.${b}.`;
     add(`${p}norm1.weight`, D);
-    if (q2) add(`${p}norm1.bias`, D);
+    if (q2 || q3) add(`${p}norm1.bias`, D);
     add(`${p}norm2.weight`, D);
-    if (q2) add(`${p}norm2.bias`, D);
+    if (q2 || q3) add(`${p}norm2.bias`, D);
     add(`${p}attn.qkv.weight`, 3 * D, D);
     add(`${p}attn.qkv.bias`, 3 * D);
     add(`${p}attn.proj.weight`, D, D);
     add(`${p}attn.proj.bias`, D);
     if (c.visionMlpKind === 'fc') {
-      add(`${p}mlp.fc1.weight`, I, D);
-      add(`${p}mlp.fc1.bias`, I);
-      add(`${p}mlp.fc2.weight`, D, I);
-      add(`${p}mlp.fc2.bias`, D);
+      const fc = q3 ? 'mlp.linear_fc' : 'mlp.fc'; // Qwen3VLVisionMLP names its layers linear_fc1 / linear_fc2
+      add(`${p}${fc}1.weight`, I, D);
+      add(`${p}${fc}1.bias`, I);
+      add(`${p}${fc}2.weight`, D, I);
+      add(`${p}${fc}2.bias`, D);
     } else {
       add(`${p}mlp.gate_proj.weight`, I, D);
       add(`${p}mlp.gate_proj.bias`, I);
@@ -109,12 +115,26 @@ export function expectedWeights(c: ModelConfig): ExpectedWeight[] {
       add(`${p}mlp.down_proj.bias`, D);
     }
   }
-  add('visual.merger.ln_q.weight', D);
-  if (c.mergerNormKind === 'layernorm') add('visual.merger.ln_q.bias', D);
-  add('visual.merger.mlp.0.weight', c.mergerHiddenSize, c.mergerHiddenSize);
-  add('visual.merger.mlp.0.bias', c.mergerHiddenSize);
-  add('visual.merger.mlp.2.weight', c.outHiddenSize, c.mergerHiddenSize);
-  add('visual.merger.mlp.2.bias', c.outHiddenSize);
+  if (q3) {
+    // Qwen3VLVisionPatchMerger: norm (over D; over the 4 concatenated patches for the deepstack mergers) → fc1 → GELU → fc2.
+    const M = c.mergerHiddenSize;
+    const mergers = ['visual.merger.', ...c.deepstackVisualIndexes.map((_, i) => `visual.deepstack_merger_list.${i}.`)];
+    mergers.forEach((p, i) => {
+      add(`${p}norm.weight`, i === 0 ? D : M);
+      add(`${p}norm.bias`, i === 0 ? D : M);
+      add(`${p}linear_fc1.weight`, M, M);
+      add(`${p}linear_fc1.bias`, M);
+      add(`${p}linear_fc2.weight`, c.outHiddenSize, M);
+      add(`${p}linear_fc2.bias`, c.outHiddenSize);
+    });
+  } else {
+    add('visual.merger.ln_q.weight', D);
+    if (c.mergerNormKind === 'layernorm') add('visual.merger.ln_q.bias', D);
+    add('visual.merger.mlp.0.weight', c.mergerHiddenSize, c.mergerHiddenSize);
+    add('visual.merger.mlp.0.bias', c.mergerHiddenSize);
+    add('visual.merger.mlp.2.weight', c.outHiddenSize, c.mergerHiddenSize);
+    add('visual.merger.mlp.2.bias', c.outHiddenSize);
+  }
 
   const H = c.hiddenSize;
   add('model.embed_tokens.weight', c.vocabSize, H);
@@ -122,12 +142,16 @@ export function expectedWeights(c: ModelConfig): ExpectedWeight[] {
     const p = `model.layers.${l}.`;
     add(`${p}input_layernorm.weight`, H);
     add(`${p}self_attn.q_proj.weight`, c.qSize, H);
-    add(`${p}self_attn.q_proj.bias`, c.qSize);
+    if (c.attentionBias) add(`${p}self_attn.q_proj.bias`, c.qSize);
     add(`${p}self_attn.k_proj.weight`, c.kvSize, H);
-    add(`${p}self_attn.k_proj.bias`, c.kvSize);
+    if (c.attentionBias) add(`${p}self_attn.k_proj.bias`, c.kvSize);
     add(`${p}self_attn.v_proj.weight`, c.kvSize, H);
-    add(`${p}self_attn.v_proj.bias`, c.kvSize);
+    if (c.attentionBias) add(`${p}self_attn.v_proj.bias`, c.kvSize);
     add(`${p}self_attn.o_proj.weight`, H, c.qSize);
+    if (c.qkNorm) {
+      add(`${p}self_attn.q_norm.weight`, c.headDim);
+      add(`${p}self_attn.k_norm.weight`, c.headDim);
+    }
     add(`${p}post_attention_layernorm.weight`, H);
     add(`${p}mlp.gate_proj.weight`, c.intermediateSize, H);
     add(`${p}mlp.up_proj.weight`, c.intermediateSize, H);
@@ -293,6 +317,7 @@ function unexpectedHint(name: string, c: ModelConfig): string {
 
 /** When the vision MLP names belong to the other model type, the config and weights are from different families. */
 function modelTypeHint(names: ReadonlyMap<string, unknown>, c: ModelConfig): string | undefined {
+  if (c.modelType === 'qwen3_vl') return undefined;
   const other = c.visionMlpKind === 'gated' ? 'mlp.fc1.weight' : 'mlp.gate_proj.weight';
   if (![...names.keys()].some((n) => n.startsWith('visual.blocks.') && n.endsWith(other))) return undefined;
   const [looks, says] = c.modelType === 'qwen2_5_vl' ? ['Qwen2-VL', 'qwen2_5_vl'] : ['Qwen2.5-VL', 'qwen2_vl'];

@@ -68,11 +68,15 @@ export interface NativeGrpoLossStats {
 export interface NativeModelConfig {
   vocabSize: number; hiddenSize: number; numLayers: number; numHeads: number; numKvHeads: number; headDim: number;
   intermediateSize: number; rmsNormEps: number; ropeTheta: number; mropeSection: [number, number, number];
+  /** Qwen3-VL text model: interleaved M-RoPE, no q/k/v bias, per-head q/k RMSNorm. */
+  mropeInterleaved?: boolean; attentionBias?: boolean; qkNorm?: boolean;
   tieWordEmbeddings: boolean; imageTokenId: number; videoTokenId: number; visionStartTokenId: number; visionEndTokenId: number;
   vision: {
-    kind: 'qwen2_5_vl' | 'qwen2_vl'; depth: number; hiddenSize: number; numHeads: number; headDim: number; intermediateSize: number;
+    kind: 'qwen2_5_vl' | 'qwen2_vl' | 'qwen3_vl'; depth: number; hiddenSize: number; numHeads: number; headDim: number; intermediateSize: number;
     patchSize: number; temporalPatchSize: number; mergeSize: number; inChannels: number; outHiddenSize: number;
     act: 'silu' | 'quick_gelu' | 'gelu' | 'gelu_tanh'; eps: number; windowSize: number; fullAttBlocks: number[];
+    /** Qwen3-VL: learned position table rows and the vision blocks feeding the deepstack mergers. */
+    numPositionEmbeddings?: number; deepstackIndexes?: number[];
   };
 }
 
@@ -87,13 +91,39 @@ export interface NativePackedInput {
   inputIds: Int32Array; positions: Int32Array; cuSeqlens: Int32Array; vision?: NativeVisionInput;
 }
 
+/**
+ * Bucketed sum of gradients [begin, end) across ranks (native/dist/grad_buckets.h): buckets of at most bucketBytes
+ * following the backward order; op 'allReduce' (ZeRO 0/1) or 'reduceScatter' into the shards of `counts` (ZeRO 2).
+ * Host-memory (gloo) communicators only; not for LoRA adapters (their gradients are not in the gradient buffer).
+ */
+export interface NativeBucketReduce {
+  communicator: NativeCommunicatorHandle;
+  begin: number;
+  end: number;
+  bucketBytes: number;
+  op: 'allReduce' | 'reduceScatter';
+  counts?: number[];
+}
+
+/** buckets: collectives issued; overlapped: how many of them started before backward had finished. */
+export interface BucketReduceStats {
+  buckets: number;
+  overlapped: number;
+}
+
 export interface NativeModelHandle {
   load(sources: { name: string; file: string; dtype: string; begin: number; end: number }[]): Promise<void>;
   forward(o: NativePackedInput & {
     targets?: Int32Array; returnLogits?: boolean; returnEntropy?: boolean; keepForBackward?: boolean; recompute?: boolean; temperature?: number;
     adapters?: boolean;
   }): Promise<{ logprobs?: Float32Array; entropy?: Float32Array; logits?: Float32Array; imageEmbeds?: Float32Array }>;
-  backward(o: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<void>;
+  /**
+   * With `overlapWith`, the bucketed gradient collectives run on the communicator's thread while backward goes on
+   * (native/dist/grad_buckets.h); resolves to { buckets, overlapped } once backward and every collective finished.
+   */
+  backward(o: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean; overlapWith?: NativeBucketReduce }): Promise<void | BucketReduceStats>;
+  /** The same bucketed collectives as backward's overlapWith, without a backward (ordered after queued ones). */
+  reduceGradients(o: NativeBucketReduce): Promise<BucketReduceStats>;
   generate(o: NativePackedInput & {
     ropeDeltas: Int32Array; maxNewTokens: number; numSamples?: number; seed?: number; temperature?: number; topK?: number;
     topP?: number; minP?: number; stopIds?: Int32Array; bannedIds?: Int32Array; sequenceIdBase?: number;

@@ -16,6 +16,11 @@ import type { Rollout } from './types.js';
 export interface StepOptimizer {
   currentLr(): number;
   apply(): Promise<{ gradNorm: number; lr: number; skipped: boolean }>;
+  /**
+   * Runs the last backward before apply() (data parallel: ZeroAdamW overlaps the gradient reduction with it).
+   * Without it the update calls model.backward.
+   */
+  finalBackward?(opts: { gradLogprobs: Float32Array; gradEntropy?: Float32Array; trainVision?: boolean }): Promise<unknown>;
 }
 
 export interface UpdateStats {
@@ -133,7 +138,8 @@ export async function updatePolicy(
     model.zeroGrads();
     let loss = 0, wsum = 0;
     const acc = { kl: 0, entropy: 0, clipFracLow: 0, clipFracHigh: 0, clipFracDual: 0, ratioMean: 0 };
-    for (const mb of chunks(seqs, cfg.optim.microBatchSize)) {
+    const microBatches = chunks(seqs, cfg.optim.microBatchSize);
+    for (const [mbIndex, mb] of microBatches.entries()) {
       extra.signal?.throwIfAborted();
       const cur = await completionLogprobs(model, mb, { temperature, keepForBackward: true, recompute: cfg.model.gradientCheckpointing, entropy: needEntropy });
       const L = Math.max(1, ...mb.map((s) => s.rollout.tokens.length));
@@ -174,7 +180,10 @@ export async function updatePolicy(
         if (gradEntropy && r.gradEntropy) gradEntropy.set(r.gradEntropy.subarray(i * L, i * L + n), off + s.promptLen - 1);
         off += s.inputIds.length;
       });
-      await model.backward({ gradLogprobs, ...(gradEntropy ? { gradEntropy } : {}), trainVision: !cfg.model.freezeVision });
+      const backwardOpts = { gradLogprobs, ...(gradEntropy ? { gradEntropy } : {}), trainVision: !cfg.model.freezeVision };
+      // The last micro-batch's backward may overlap the cross-rank gradient reduction (ZeroAdamW.finalBackward).
+      if (mbIndex === microBatches.length - 1 && optimizer.finalBackward) await optimizer.finalBackward(backwardOpts);
+      else await model.backward(backwardOpts);
       loss += r.loss;
       // Token-weighted averages of the per-micro-batch statistics.
       let w = 0;

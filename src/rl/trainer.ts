@@ -152,8 +152,8 @@ export class GrpoTrainer extends EventEmitter<TrainerEvents> {
     );
     const model = this.#model;
     const range = await prepareTrainable(model, c.model, c.train.seed);
-    const settings = { ...c.optim, totalSteps: c.train.steps * c.algorithm.updatesPerRollout };
-    this.#optimizer = this.#comm ? new ZeroAdamW(model, range, settings, { comm: this.#comm, stage: c.distributed.zeroStage }) : new AdamW(model, range, settings);
+    const settings = { ...c.optim, totalSteps: c.optim.scheduleSteps ?? c.train.steps * c.algorithm.updatesPerRollout };
+    this.#optimizer = this.#comm ? new ZeroAdamW(model, range, settings, { comm: this.#comm, stage: c.distributed.zeroStage, buckets: { overlap: c.distributed.overlapBuckets, bucketMB: c.distributed.bucketMB } }) : new AdamW(model, range, settings);
     if (this.#comm) {
       this.#log(`rank ${this.rank} of ${this.worldSize} (${this.#comm.backend}), ZeRO stage ${c.distributed.zeroStage}: optimizer state ${(this.#optimizer as ZeroAdamW).optimizerStateBytes()} bytes on this rank`);
     }

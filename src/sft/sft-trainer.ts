@@ -131,7 +131,7 @@ export class SftTrainer extends EventEmitter<SftEvents> {
     this.#model = this.#opts.model ?? (await loadModel(c.model.path, { device: c.model.device }));
     try {
       const range = await prepareTrainable(this.#model, c.model, c.train.seed);
-      this.#optimizer = new AdamW(this.#model, range, { ...c.optim, totalSteps: c.train.steps });
+      this.#optimizer = new AdamW(this.#model, range, { ...c.optim, totalSteps: c.optim.scheduleSteps ?? c.train.steps });
       this.#prompts = this.#opts.prompts ?? new DatasetPromptSource((await loadConfiguredDatasets(c, this.#model, (l) => this.emit('log', l))).train);
       mkdirSync(c.train.outDir, { recursive: true });
       writeFileSync(join(c.train.outDir, 'sft-config.json'), JSON.stringify(c, null, 2));

@@ -62,4 +62,21 @@ describe('SftTrainer', () => {
     await ma.dispose();
     await mb.dispose();
   });
+
+  it('optim.scheduleSteps stops partway down a longer schedule: the first steps equal the longer run', async () => {
+    const lrs = async (steps: number, scheduleSteps: number | null): Promise<{ lr: number; loss: number }[]> => {
+      const c = cfg(tmp(), steps);
+      const t = new SftTrainer({ ...c, optim: { ...c.optim, schedule: 'cosine' as const, warmupSteps: 2, scheduleSteps } }, { prompts: new ListSource(prompts()) });
+      const seen: { lr: number; loss: number }[] = [];
+      t.on('step', (m: SftStepMetrics) => seen.push({ lr: m.lr, loss: m.loss }));
+      await t.train();
+      return seen;
+    };
+    const long = await lrs(12, null);
+    const part = await lrs(6, 12);
+    expect(part).toEqual(long.slice(0, 6));
+    const short = await lrs(6, null);
+    // Without scheduleSteps the 6-step run decays to (almost) zero by its end, unlike the first half of the long one.
+    expect(short[5]!.lr).toBeLessThan(part[5]!.lr / 2);
+  });
 });

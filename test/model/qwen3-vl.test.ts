@@ -1,0 +1,203 @@
+// Dense Qwen3-VL against the fixtures of test/reference/qwen3_vl_reference.py (an independent float64 PyTorch
+// reading of HF modeling_qwen3_vl.py): config parsing, weight names, get_rope_index, vision tower output, logits,
+// completion log-probs, every parameter gradient and greedy generation, in fp32 with the tolerances of
+// model-fixtures.test.ts. Also: MoE and video inputs are rejected with clear errors, and the Qwen3-VL image processor
+// (patch 16 → resize factor 32, mean/std from preprocessor_config.json).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadModel, type VlmModel } from '../../src/index.js';
+import { expectedWeights, getRopeIndex, parseModelConfig, readSafetensors, type LoadedTensor } from '../../src/model/index.js';
+import { preprocessImages } from '../../src/processor/image.js';
+import { smartResize } from '../../src/processor/smart-resize.js';
+import { FIXTURES, ints, thrown } from './fixtures.js';
+
+const DIR = join(FIXTURES, 'tiny-q3vl');
+const expectedTensors: Map<string, LoadedTensor> = readSafetensors(join(DIR, 'expected.safetensors'));
+const inputs = JSON.parse(readFileSync(join(DIR, 'inputs.json'), 'utf8'));
+const configJson = JSON.parse(readFileSync(join(DIR, 'config.json'), 'utf8')) as Record<string, any>;
+
+function t(key: string): LoadedTensor {
+  const x = expectedTensors.get(key);
+  if (!x) throw new Error(`tiny-q3vl/expected.safetensors has no ${key}`);
+  return x;
+}
+const f32 = (key: string): Float32Array => t(key).data as Float32Array;
+const grid = (g: number[][]) => g.map((x) => [x[0]!, x[1]!, x[2]!] as const);
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+/** max|got − ref| ≤ 1e-4 · max(1, max|ref|), as in model-fixtures.test.ts. */
+function expectClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
+  expect(got.length, `${what}: length`).toBe(ref.length);
+  let worst = 0, at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i]! - ref[i]!);
+    if (!(d <= worst)) { worst = d; at = i; }
+  }
+  const tol = 1e-4 * Math.max(1, maxAbs(ref));
+  expect(worst, `${what}: max |diff| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}), tolerance ${tol}`).toBeLessThanOrEqual(tol);
+}
+
+function completionTargets(ids: ArrayLike<number>, start: number, length: number): Int32Array {
+  const out = new Int32Array(ids.length).fill(-1);
+  for (let j = 0; j < length; j++) out[start + j - 1] = ids[start + j]!;
+  return out;
+}
+
+const withConfig = (patch: (c: any) => void): Record<string, unknown> => {
+  const c = structuredClone(configJson);
+  patch(c);
+  return c;
+};
+
+describe('Qwen3-VL config, weights and rope index', () => {
+  it('parses the nested qwen3_vl config (explicit head_dim, interleaved M-RoPE, deepstack, patch 16)', () => {
+    const c = parseModelConfig(configJson, 'tiny-q3vl/config.json');
+    expect(c.modelType).toBe('qwen3_vl');
+    expect([c.headDim, c.qSize, c.kvSize, c.hiddenSize]).toEqual([24, 96, 48, 64]);
+    expect(c.mropeInterleaved).toBe(true);
+    expect(c.qkNorm).toBe(true);
+    expect(c.attentionBias).toBe(false);
+    expect(c.deepstackVisualIndexes).toEqual([0, 1]);
+    expect(c.numPositionEmbeddings).toBe(16);
+    expect([c.patchSize, c.windowed, c.visionNormKind, c.visionMlpKind, c.visionHiddenAct]).toEqual([16, false, 'layernorm', 'fc', 'gelu_tanh']);
+    expect(c.visionBlockAttention).toEqual(['full', 'full', 'full']);
+  });
+
+  it('rejects MoE checkpoints, attention biases, a non-square position table and out-of-range deepstack blocks', () => {
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.model_type = 'qwen3_vl_moe'; }))).message).toMatch(/mixture-of-experts .* not supported/);
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.architectures = ['Qwen3VLMoeForConditionalGeneration']; }))).message).toMatch(/mixture-of-experts/);
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.text_config.attention_bias = true; }))).message).toMatch(/text_config\.attention_bias: Qwen3-VL with attention biases/);
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.vision_config.num_position_embeddings = 15; }))).message).toMatch(/num_position_embeddings: 15 is not a square/);
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.vision_config.deepstack_visual_indexes = [0, 3]; }))).message).toMatch(/block 3 does not exist \(depth 3\)/);
+    expect(thrown(() => parseModelConfig(withConfig((c) => { c.text_config.rope_scaling.mrope_section = [4, 4, 3]; }))).message).toMatch(/sums to 11, but must sum to head_dim \/ 2 = 12/);
+    // Interleaved M-RoPE stays a Qwen3-VL feature.
+    const q2 = JSON.parse(readFileSync(join(FIXTURES, 'tiny-q2vl', 'config.json'), 'utf8'));
+    q2.rope_scaling.mrope_interleaved = true;
+    expect(thrown(() => parseModelConfig(q2)).message).toMatch(/interleaved M-RoPE is a Qwen3-VL feature/);
+  });
+
+  it('expects exactly the tensors of the Qwen3-VL checkpoint (canonical names)', () => {
+    const c = parseModelConfig(configJson);
+    const names = expectedWeights(c).map((w) => w.name).sort();
+    const file = [...readSafetensors(join(DIR, 'model.safetensors')).keys()]
+      .map((n) => n.replace(/^model\.language_model\./, 'model.').replace(/^model\.visual\./, 'visual.')).sort();
+    expect(names).toEqual(file);
+    expect(names).toContain('visual.deepstack_merger_list.1.linear_fc2.bias');
+    expect(names).toContain('model.layers.1.self_attn.k_norm.weight');
+    expect(names).not.toContain('model.layers.0.self_attn.q_proj.bias');
+  });
+
+  it('get_rope_index matches the reference (one image; two images of different grids)', () => {
+    const c = parseModelConfig(configJson);
+    for (const key of ['single', 'multi'] as const) {
+      const ids = ints(t(`${key}.input_ids`));
+      const r = getRopeIndex(c, { inputIds: ids, imageGridThw: inputs.cases[key].image_grid_thw });
+      expect(Array.from(r.positionIds), key).toEqual(ints(t(`${key}.positions`)));
+    }
+  });
+
+  it('splits a video grid into one-frame grids (Qwen3-VL timestamps layout)', () => {
+    const c = parseModelConfig(configJson);
+    const run = [498, ...Array(4).fill(501), 499];
+    const ids = [1, ...run, 7, 8, ...run, 9];  // two frames of a [2, 4, 4] video, text (the timestamp) between
+    const r = getRopeIndex(c, { inputIds: ids, videoGridThw: [[2, 4, 4]] });
+    // Each frame is its own [1, 4, 4] grid: frame 1 at base 2 (t 2, h/w 2..3), the 4 text tokens 4..7, frame 2 at base 8.
+    const T = Array.from(r.positionIds.subarray(0, ids.length));
+    const Hh = Array.from(r.positionIds.subarray(ids.length, 2 * ids.length));
+    expect(T).toEqual([0, 1, 2, 2, 2, 2, 4, 5, 6, 7, 8, 8, 8, 8, 10, 11]);
+    expect(Hh).toEqual([0, 1, 2, 2, 3, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 11]);
+    expect(thrown(() => getRopeIndex(c, { inputIds: ids, videoGridThw: [[1, 4, 4]] })).message).toMatch(/videoGridThw has 1 grids, but inputIds row 0 holds video 2 of 2/);
+  });
+});
+
+describe('Qwen3-VL model vs the reference fixtures', () => {
+  let model: VlmModel;
+  beforeAll(async () => {
+    model = await loadModel(DIR);
+  });
+  afterAll(async () => {
+    await model.dispose();
+  });
+
+  it('vision tower output (merger) matches', async () => {
+    const packed = model.pack([{ inputIds: Int32Array.from(ints(t('single.input_ids'))), pixelValues: f32('single.pixel_values'), imageGridThw: grid(inputs.cases.single.image_grid_thw) }]);
+    const out = await model.handle.forward({ ...packed });
+    expectClose(out.imageEmbeds!, f32('single.image_embeds'), 'image embeds');
+  });
+
+  it('logits and completion log-probs: one image, and two images of different grids', async () => {
+    for (const key of ['single', 'multi'] as const) {
+      const c = inputs.cases[key];
+      const inputIds = Int32Array.from(ints(t(`${key}.input_ids`)));
+      const targets = completionTargets(inputIds, c.completion_start, c.completion_length);
+      const out = await model.forward({ inputIds, pixelValues: f32(`${key}.pixel_values`), imageGridThw: grid(c.image_grid_thw), targets, returnLogits: true });
+      expectClose(out.logits!, f32(`${key}.logits`), `${key} logits`);
+      expectClose(out.logprobs!.slice(c.completion_start - 1, c.completion_start - 1 + c.completion_length), f32(`${key}.completion_logprobs`), `${key} log-probs`);
+    }
+  });
+
+  it('gradients of every parameter match (relative L2 ≤ 1e-4, max ≤ 2e-4·max|ref|)', async () => {
+    const c = inputs.cases.single;
+    const inputIds = Int32Array.from(ints(t('single.input_ids')));
+    const targets = completionTargets(inputIds, c.completion_start, c.completion_length);
+    await model.forwardBatch([{ inputIds, pixelValues: f32('single.pixel_values'), imageGridThw: grid(c.image_grid_thw), targets }], { keepForBackward: true });
+    model.zeroGrads();
+    const grad = new Float32Array(inputIds.length);
+    for (let n = 0; n < targets.length; n++) if (targets[n]! >= 0) grad[n] = -1;  // loss = −Σ completion log-probs
+    await model.backward({ gradLogprobs: grad });
+    const g = model.gradients();
+    let checked = 0;
+    for (const e of model.layout()) {
+      const ref = f32(`single.grad.${e.name}`);
+      const got = g.subarray(e.offset, e.offset + e.numel);
+      const refMax = maxAbs(ref);
+      if (refMax === 0) {
+        expect(maxAbs(got), `${e.name} should have zero gradient`).toBeLessThanOrEqual(1e-7);
+        continue;
+      }
+      let num = 0, den = 0, worst = 0;
+      for (let i = 0; i < ref.length; i++) {
+        const d = got[i]! - ref[i]!;
+        num += d * d;
+        den += ref[i]! * ref[i]!;
+        worst = Math.max(worst, Math.abs(d));
+      }
+      expect(Math.sqrt(num / den), `${e.name}: relative L2`).toBeLessThanOrEqual(1e-4);
+      expect(worst, `${e.name}: max |diff|`).toBeLessThanOrEqual(2e-4 * refMax);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(60);
+  });
+
+  it('greedy KV-cached generation equals the reference tokens', async () => {
+    const c = inputs.cases.generate;
+    const inputIds = Int32Array.from(ints(t('generate.input_ids')));
+    const [g] = await model.generate({ inputIds, pixelValues: f32('single.pixel_values'), imageGridThw: grid(c.image_grid_thw) }, { maxNewTokens: c.max_new_tokens, temperature: 0, stopIds: [] });
+    expect(Array.from(g!.tokens)).toEqual(c.tokens);
+  });
+
+  it('rejects video inputs with a clear error', () => {
+    const e = thrown(() => model.pack([{ inputIds: Int32Array.from([1, 498, 501, 501, 501, 501, 499]), pixelValuesVideos: new Float32Array(16 * 1536), videoGridThw: [[1, 4, 4]] }]));
+    expect(e.message).toMatch(/Qwen3-VL video inputs are not supported yet/);
+  });
+
+  it('image processor: patch 16 (resize factor 32) and mean/std 0.5 from preprocessor_config.json', async () => {
+    expect([model.preprocessor.patchSize, model.preprocessor.imageMean[0], model.preprocessor.minPixels]).toEqual([16, 0.5, 65536]);
+    const png = await sharp({ create: { width: 100, height: 70, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png().toBuffer();
+    const pre = await preprocessImages([new Uint8Array(png)], model.preprocessor);
+    const s = smartResize(70, 100, { factor: 32, minPixels: 65536, maxPixels: 16777216 });
+    expect(pre.imageGridThw[0]).toEqual([1, s.height / 16, s.width / 16]);
+    expect(s.height % 32 === 0 && s.width % 32 === 0).toBe(true);
+    expect(pre.pixelValues.length).toBe((s.height / 16) * (s.width / 16) * 1536);
+    expect(pre.pixelValues[0]).toBeCloseTo((10 / 255 - 0.5) / 0.5, 5);  // first row: red channel of a flat image
+  });
+});
