@@ -8,6 +8,7 @@ import { native, type BucketReduceStats, type NativeBucketReduce, type NativeMod
 import { ChatTemplate, expandImageTokenIds, expandVideoTokenIds, type ChatMessage } from '../processor/chat-template.js';
 import { preprocessImages, type ImageGridThw, type ImageInput, type ImageSize } from '../processor/image.js';
 import { loadPreprocessorConfig, type PreprocessorConfig } from '../processor/preprocessor-config.js';
+import { expandQwen3VideoText, qwen3VideoTimestamps } from '../processor/qwen3-video.js';
 import { loadTokenizer, type QwenTokenizer } from '../processor/tokenizer.js';
 import {
   loadVideoPreprocessorConfig,
@@ -166,14 +167,6 @@ export class VlmModel {
     return this.#handle;
   }
 
-  /** Qwen3-VL writes videos as per-frame runs behind timestamp text, which this version's processor does not produce. */
-  #rejectQwen3Video(): void {
-    if (this.config.modelType !== 'qwen3_vl') return;
-    throw new VlmGrpoError('ERR_UNSUPPORTED_INPUT', 'Qwen3-VL video inputs are not supported yet (Qwen3-VL encodes each frame as its own ' +
-      'vision_start … video_pad run after a timestamp such as "<0.5 seconds>", which this processor does not produce).',
-    'Pass the frames as separate images, or use a Qwen2-VL / Qwen2.5-VL model for video.');
-  }
-
   /** Chat template + images + videos -> token ids (image and video placeholders expanded), pixel values and grids. */
   async encode(req: EncodeRequest): Promise<EncodedInput> {
     const tok = this.tokenizer;
@@ -184,13 +177,20 @@ export class VlmModel {
       ? await preprocessImages(images, this.preprocessor)
       : { pixelValues: new Float32Array(0), imageGridThw: [] as ImageGridThw[], images: [] };
     const videos = req.videos ?? [];
-    if (videos.length) this.#rejectQwen3Video();
     const vid = videos.length
       ? await preprocessVideos(videos, { ...req.videoOptions, preprocessor: this.preprocessor, videoProcessor: this.videoProcessor })
       : { pixelValuesVideos: new Float32Array(0), videoGridThw: [] as [number, number, number][], secondPerGridTs: [] as number[], videos: [] };
     const M = this.config.spatialMergeSize;
-    let ids = expandImageTokenIds(tok.encode(text), pre.imageGridThw, this.config.imageTokenId, M);
-    ids = expandVideoTokenIds(ids, vid.videoGridThw, this.config.videoTokenId, M);
+    // Qwen3-VL: one timestamped vision_start … video_pad run per temporal step, written into the text before
+    // tokenizing (qwen3-video.ts); Qwen2/2.5-VL: the video's pads are expanded in the token ids.
+    const q3Video = this.config.modelType === 'qwen3_vl' && vid.videos.length > 0;
+    let prompt = text;
+    if (q3Video) {
+      const T = this.preprocessor.temporalPatchSize;
+      prompt = expandQwen3VideoText(text, vid.videos.map((v) => ({ grid: v.videoGridThw, timestamps: qwen3VideoTimestamps(v.frameTimes, T) })), M);
+    }
+    let ids = expandImageTokenIds(tok.encode(prompt), pre.imageGridThw, this.config.imageTokenId, M);
+    if (!q3Video) ids = expandVideoTokenIds(ids, vid.videoGridThw, this.config.videoTokenId, M);
     return {
       inputIds: Int32Array.from(ids),
       pixelValues: pre.pixelValues,
@@ -227,7 +227,6 @@ export class VlmModel {
       if (!(s.inputIds instanceof Int32Array)) throw new TypeError(`inputs[${i}].inputIds must be an Int32Array`);
       const g = s.imageGridThw ?? [];
       const vg = s.videoGridThw ?? [];
-      if (vg.length) this.#rejectQwen3Video();
       const rope = getRopeIndex(c, {
         inputIds: s.inputIds,
         imageGridThw: g.map((x) => [...x]),

@@ -94,6 +94,8 @@ export interface DecodedVideo {
   frames: RgbImage[];
   /** Frames per second of `frames` (the sampled rate). */
   sampleFps: number;
+  /** Source time in seconds of each frame (source frame index / source fps), for Qwen3-VL timestamps; default i / sampleFps. */
+  frameTimes?: number[];
   /** What the frames came from, for messages. */
   label: string;
 }
@@ -108,6 +110,8 @@ export interface PreprocessedVideo {
   secondPerGridT: number;
   /** Frames after sampling and padding. */
   numFrames: number;
+  /** Source time in seconds of each of the numFrames frames (padding repeats the last), for Qwen3-VL timestamps. */
+  frameTimes: number[];
   /** Frame size before and after resizing. */
   originalSize: ImageSize;
   resizedSize: ImageSize;
@@ -301,6 +305,8 @@ export function preprocessVideoFrames(video: DecodedVideo, options: PreprocessVi
   const out: RgbImage[] = frames.map((f) =>
     f.width === resized.width && f.height === resized.height ? f : resizeBicubicPil(f, resized.width, resized.height));
   while (out.length < numFrames) out.push(out[out.length - 1]!);
+  const frameTimes = frames.map((_, i) => video.frameTimes?.[i] ?? i / video.sampleFps);
+  while (frameTimes.length < numFrames) frameTimes.push(frameTimes[frameTimes.length - 1]!);
   const { pixelValues, videoGridThw } = patchifyVideo(out, cfg);
   if (videoGridThw.some((v, i) => v !== grid[i])) throw new Error(`internal: video grid ${videoGridThw} != planned ${grid}`);
   return {
@@ -308,6 +314,7 @@ export function preprocessVideoFrames(video: DecodedVideo, options: PreprocessVi
     videoGridThw,
     secondPerGridT: cfg.temporalPatchSize / video.sampleFps,
     numFrames,
+    frameTimes,
     originalSize: { width: first.width, height: first.height },
     resizedSize: resized,
     numVideoTokens: (grid[0] * grid[1] * grid[2]) / (cfg.mergeSize * cfg.mergeSize),
@@ -330,7 +337,7 @@ async function decodeFrameList(frames: readonly ImageInput[], label: string, o: 
   if (frames.length === 0) throw new VlmGrpoError('ERR_VIDEO_DECODE', `Video ${label} has no frames.`, 'Give at least one frame (a path or image bytes).');
   const keep = capFrames(frames.length, o.maxFrames);
   const decoded = await Promise.all(keep.map((i) => decodeImage(frames[i]!, { name: `${label} frame ${i + 1}`, flattenAlpha: doConvertRgb })));
-  return { frames: decoded, sampleFps: (o.fps * keep.length) / frames.length, label };
+  return { frames: decoded, sampleFps: (o.fps * keep.length) / frames.length, frameTimes: keep.map((i) => i / o.fps), label };
 }
 
 /** Image files of a directory, sorted by name (code-unit order, like Python's sorted()). */
@@ -430,7 +437,7 @@ async function decodeVideoFile(file: string, o: ResolvedVideoOptions, options: P
     }
     // Select duplicates are impossible (distinct indices); a stream shorter than probed gives fewer frames.
     const decoded = await Promise.all(files.map(async (f) => decodeImage(await readFile(f), { name: `${file} frame`, flattenAlpha: doConvertRgb })));
-    return { frames: decoded, sampleFps: (decoded.length / total) * videoFps, label: file };
+    return { frames: decoded, sampleFps: (decoded.length / total) * videoFps, frameTimes: idx.slice(0, decoded.length).map((i) => i / videoFps), label: file };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

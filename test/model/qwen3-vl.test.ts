@@ -1,9 +1,10 @@
 // Dense Qwen3-VL against the fixtures of test/reference/qwen3_vl_reference.py (an independent float64 PyTorch
 // reading of HF modeling_qwen3_vl.py): config parsing, weight names, get_rope_index, vision tower output, logits,
 // completion log-probs, every parameter gradient and greedy generation, in fp32 with the tolerances of
-// model-fixtures.test.ts. Also: MoE and video inputs are rejected with clear errors, and the Qwen3-VL image processor
-// (patch 16 → resize factor 32, mean/std from preprocessor_config.json).
-import { readFileSync } from 'node:fs';
+// model-fixtures.test.ts. Also: MoE is rejected with a clear error, the Qwen3-VL image processor (patch 16 → resize
+// factor 32, mean/std from preprocessor_config.json), and videos (fixture case "video": a [2, 4, 4] video written as
+// two timestamped one-frame runs, then an image; encode() writes HF Qwen3VLProcessor's timestamp text).
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import sharp from 'sharp';
@@ -13,7 +14,9 @@ import { loadModel, type VlmModel } from '../../src/index.js';
 import { expectedWeights, getRopeIndex, parseModelConfig, readSafetensors, type LoadedTensor } from '../../src/model/index.js';
 import { preprocessImages } from '../../src/processor/image.js';
 import { smartResize } from '../../src/processor/smart-resize.js';
-import { FIXTURES, ints, thrown } from './fixtures.js';
+import { expandImageTokenIds } from '../../src/processor/chat-template.js';
+import { tinyTokenizer, writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
+import { cleanupTempDirs, FIXTURES, ints, rng, tempDir, thrown } from './fixtures.js';
 
 const DIR = join(FIXTURES, 'tiny-q3vl');
 const expectedTensors: Map<string, LoadedTensor> = readSafetensors(join(DIR, 'expected.safetensors'));
@@ -117,6 +120,24 @@ describe('Qwen3-VL config, weights and rope index', () => {
     expect(Hh).toEqual([0, 1, 2, 2, 3, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 11]);
     expect(thrown(() => getRopeIndex(c, { inputIds: ids, videoGridThw: [[1, 4, 4]] })).message).toMatch(/videoGridThw has 1 grids, but inputIds row 0 holds video 2 of 2/);
   });
+
+  it('get_rope_index of the video case matches the reference and a hand count', () => {
+    const c = parseModelConfig(configJson);
+    const v = inputs.cases.video;
+    const ids = ints(t('video.input_ids'));
+    const r = getRopeIndex(c, { inputIds: ids, imageGridThw: v.image_grid_thw, videoGridThw: v.video_grid_thw });
+    expect(Array.from(r.positionIds)).toEqual(ints(t('video.positions')));
+    // By hand: <im_start> 10 "<0.2 seconds>"(3 ids) <vs> → 0..5; frame 1 (2×2 tokens) at base 6; <ve> "<1.2 seconds>" <vs>
+    // → 8..12; frame 2 at base 13 (no temporal offset: time is in the text); <ve> 11 <vs> → 15..17; the image
+    // (2×3 tokens) at base 18 (w up to 20); the 8 tokens after it → 21..28.
+    const n = ids.length;
+    const T = Array.from(r.positionIds.subarray(0, n));
+    const W = Array.from(r.positionIds.subarray(2 * n, 3 * n));
+    expect(T).toEqual([0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 8, 9, 10, 11, 12, 13, 13, 13, 13, 15, 16, 17, 18, 18, 18, 18, 18, 18, 21, 22, 23, 24, 25, 26, 27, 28]);
+    expect(W.slice(6, 10)).toEqual([6, 7, 6, 7]);
+    expect(W.slice(22, 28)).toEqual([18, 19, 20, 18, 19, 20]);
+    expect(r.ropeDeltas[0]).toBe(29 - n);
+  });
 });
 
 describe('Qwen3-VL model vs the reference fixtures', () => {
@@ -126,6 +147,7 @@ describe('Qwen3-VL model vs the reference fixtures', () => {
   });
   afterAll(async () => {
     await model.dispose();
+    cleanupTempDirs();
   });
 
   it('vision tower output (merger) matches', async () => {
@@ -185,9 +207,98 @@ describe('Qwen3-VL model vs the reference fixtures', () => {
     expect(Array.from(g!.tokens)).toEqual(c.tokens);
   });
 
-  it('rejects video inputs with a clear error', () => {
-    const e = thrown(() => model.pack([{ inputIds: Int32Array.from([1, 498, 501, 501, 501, 501, 499]), pixelValuesVideos: new Float32Array(16 * 1536), videoGridThw: [[1, 4, 4]] }]));
-    expect(e.message).toMatch(/Qwen3-VL video inputs are not supported yet/);
+  const videoInput = () => {
+    const v = inputs.cases.video;
+    const inputIds = Int32Array.from(ints(t('video.input_ids')));
+    return {
+      v, inputIds, targets: completionTargets(inputIds, v.completion_start, v.completion_length),
+      input: { inputIds, pixelValues: f32('video.pixel_values'), imageGridThw: grid(v.image_grid_thw),
+        pixelValuesVideos: f32('video.pixel_values_videos'), videoGridThw: grid(v.video_grid_thw) },
+    };
+  };
+
+  it('video then image: video features, logits and completion log-probs match', async () => {
+    const { v, input, targets } = videoInput();
+    const packed = model.pack([input]);
+    expect(Array.from(packed.positions)).toEqual(ints(t('video.positions')));
+    const emb = (await model.handle.forward({ ...packed })).imageEmbeds!;
+    expectClose(emb.subarray(6 * 64), f32('video.video_embeds'), 'video embeds (rows after the image\'s 6)');
+    const out = await model.forward({ ...input, targets, returnLogits: true });
+    expectClose(out.logits!, f32('video.logits'), 'video logits');
+    expectClose(out.logprobs!.slice(v.completion_start - 1, v.completion_start - 1 + v.completion_length), f32('video.completion_logprobs'), 'video log-probs');
+    // Not vacuous: other video pixels change the logits.
+    const other = await model.forward({ ...input, pixelValuesVideos: input.pixelValuesVideos.map((x) => -x), returnLogits: true });
+    let d = 0;
+    for (let i = 0; i < other.logits!.length; i++) d = Math.max(d, Math.abs(other.logits![i]! - out.logits![i]!));
+    expect(d).toBeGreaterThan(1e-3);
+  });
+
+  it('video case: gradients of every parameter match (relative L2 ≤ 1e-4, max ≤ 2e-4·max|ref|)', async () => {
+    const { input, targets } = videoInput();
+    await model.forwardBatch([{ ...input, targets }], { keepForBackward: true });
+    model.zeroGrads();
+    const grad = new Float32Array(input.inputIds.length);
+    for (let n = 0; n < targets.length; n++) if (targets[n]! >= 0) grad[n] = -1;
+    await model.backward({ gradLogprobs: grad });
+    const g = model.gradients();
+    let checked = 0;
+    for (const e of model.layout()) {
+      const name = e.name;
+      const ref = f32(`video.grad.${name}`);
+      const got = g.subarray(e.offset, e.offset + e.numel);
+      if (maxAbs(ref) === 0) {
+        expect(maxAbs(got), `${name} should have zero gradient`).toBeLessThanOrEqual(1e-7);
+        continue;
+      }
+      let num = 0, den = 0, worst = 0;
+      for (let i = 0; i < ref.length; i++) {
+        const d = got[i]! - ref[i]!;
+        num += d * d;
+        den += ref[i]! * ref[i]!;
+        worst = Math.max(worst, Math.abs(d));
+      }
+      checked++;
+      expect(Math.sqrt(num / den), `${name}: relative L2`).toBeLessThanOrEqual(1e-4);
+      expect(worst, `${name}: max |diff|`).toBeLessThanOrEqual(2e-4 * maxAbs(ref));
+    }
+    expect(checked).toBeGreaterThan(60);
+  });
+
+  it('encode(): a video becomes one "<t seconds>" + vision_start … video_pad … vision_end run per temporal step', async () => {
+    const d = tempDir();
+    for (const f of ['config.json', 'model.safetensors', 'preprocessor_config.json']) copyFileSync(join(DIR, f), join(d, f));
+    writeTinyTokenizer(d, tinyTokenizer());
+    const r = rng(93);
+    const frames: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const px = Buffer.from(Array.from({ length: 64 * 64 * 3 }, () => Math.floor(r() * 256)));
+      const f = join(d, `f${i}.png`);
+      writeFileSync(f, await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toBuffer());
+      frames.push(f);
+    }
+    const m = await loadModel(d);
+    try {
+      const enc = await m.encode({
+        messages: [{ role: 'user', content: [{ type: 'video' }, { type: 'image' }, { type: 'text', text: 'hello' }] }],
+        images: [frames[0]!],
+        videos: [frames],
+        videoOptions: { minPixels: 4096, maxPixels: 4096, fps: 2 },
+      });
+      // 4 frames at 2 fps: times 0, 0.5, 1, 1.5 → per temporal pair (0 + 0.5)/2 = 0.25 → "0.2" (Python rounds the tie
+      // to even), (1 + 1.5)/2 = 1.25 → "1.2"; grid [2, 4, 4] → 4 pads per frame.
+      expect(enc.videoGridThw).toEqual([[2, 4, 4]]);
+      const triple = '<|vision_start|><|video_pad|><|vision_end|>';
+      expect(enc.text).toContain(triple);
+      const run = '<|vision_start|>' + '<|video_pad|>'.repeat(4) + '<|vision_end|>';
+      const want = expandImageTokenIds(m.tokenizer.encode(enc.text.replace(triple, `<0.2 seconds>${run}<1.2 seconds>${run}`)), enc.imageGridThw, 500, 2);
+      expect(Array.from(enc.inputIds)).toEqual(want);
+      expect(m.tokenizer.decode(Array.from(enc.inputIds))).toContain(`<0.2 seconds>${run}<1.2 seconds>${run}<|vision_start|><|image_pad|>`);
+      const out = await m.forward({ ...enc, returnLogits: true });
+      expect(out.logits!.length).toBe(enc.inputIds.length * 512);
+      expect(out.logits!.every(Number.isFinite)).toBe(true);
+    } finally {
+      await m.dispose();
+    }
   });
 
   it('image processor: patch 16 (resize factor 32) and mean/std 0.5 from preprocessor_config.json', async () => {

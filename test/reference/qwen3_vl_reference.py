@@ -11,7 +11,9 @@ python3-torch: `/usr/bin/python3 test/reference/qwen3_vl_reference.py [out_dir]`
 Fixture contents (expected.safetensors; floats F32, ints I64):
   single.input_ids, single.pixel_values [P, 3·2·16·16], single.image_embeds (merger output), single.deepstack.<i>,
   single.logits [N, V], single.completion_logprobs, single.grad.<canonical name> (loss = −Σ completion log-probs),
-  multi.* (two images of different grids), generate.input_ids (+ greedy tokens in inputs.json).
+  multi.* (two images of different grids), generate.input_ids (+ greedy tokens in inputs.json),
+  video.* (a (2, 4, 4) video as two timestamped one-frame runs, then an image: input_ids, pixel_values,
+  pixel_values_videos, positions, video_embeds, logits, completion_logprobs, grad.<canonical name>).
 Canonical names are the legacy hub names (visual.*, model.*, lm_head.weight); model.safetensors uses the Qwen3-VL
 checkpoint names (model.visual.*, model.language_model.*, lm_head.weight).
 """
@@ -71,7 +73,7 @@ CONFIG = {
         "deepstack_visual_indexes": [0, 1],
     },
 }
-PAD, IM_START, IM_END, V_START, V_END, IMG = 495, 496, 497, 498, 499, 500
+PAD, IM_START, IM_END, V_START, V_END, IMG, VID = 495, 496, 497, 498, 499, 500, 501
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -275,22 +277,31 @@ def vision_forward(P, cfg, pixels, grids):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# rope index (images only), text model
+# rope index (images and Qwen3-VL videos), text model
 
-def rope_index(cfg, ids, grids):
-    """get_rope_index for one unpadded sequence with images (Qwen3-VL: images as Qwen2-VL, t index 0)."""
+def rope_index(cfg, ids, grids, vgrids=()):
+    """get_rope_index for one unpadded sequence (Qwen3-VL: images as Qwen2-VL; every video grid (t, h, w) is split
+    into t grids (1, h, w), one per timestamped vision_start … video_pad run, so frames carry no t offset). The next
+    item is whichever of the next image_pad / video_pad comes first."""
     m = cfg["vision_config"]["spatial_merge_size"]
-    img = cfg["image_token_id"]
+    img, vid = cfg["image_token_id"], cfg["video_token_id"]
+    vgrids = [(1, h, w) for (t, h, w) in vgrids for _ in range(t)]
     pos = []
-    st, gi, nxt = 0, 0, 0
+    st, gi, vi, nxt = 0, 0, 0, 0
     n = len(ids)
     while True:
-        try:
-            ed = ids.index(img, st)
-        except ValueError:
+        ei = ids.index(img, st) if img in ids[st:] else -1
+        ev = ids.index(vid, st) if vid in ids[st:] else -1
+        if ei < 0 and ev < 0:
             break
-        t, h, w = grids[gi]
-        gi += 1
+        if ei >= 0 and (ev < 0 or ei < ev):
+            ed = ei
+            t, h, w = grids[gi]
+            gi += 1
+        else:
+            ed = ev
+            t, h, w = vgrids[vi]
+            vi += 1
         for j in range(ed - st):
             pos.append((nxt + j,) * 3)
         base = nxt + ed - st
@@ -324,16 +335,20 @@ def text_rotary(cfg, pos):
     return emb.cos(), emb.sin()
 
 
-def text_forward(P, cfg, ids, pos, image_embeds, deep):
+def text_forward(P, cfg, ids, pos, image_embeds, deep, video_embeds=None, vdeep=None):
     t = cfg["text_config"]
     H, d, nh, nkv, eps = t["hidden_size"], t["head_dim"], t["num_attention_heads"], t["num_key_value_heads"], t["rms_norm_eps"]
     n = len(ids)
     ids_t = torch.tensor(ids)
     x = P["model.language_model.embed_tokens.weight"][ids_t]
     mask = ids_t == cfg["image_token_id"]
+    vmask = ids_t == cfg["video_token_id"]
     if image_embeds is not None:
         x = x.clone()
         x[mask] = image_embeds
+    if video_embeds is not None:  # HF scatters the video features into the video pads separately
+        x = x.clone()
+        x[vmask] = video_embeds
     cos, sin = text_rotary(cfg, pos)
     causal = torch.full((n, n), float("-inf")).triu(1)
     for l in range(t["num_hidden_layers"]):
@@ -356,6 +371,9 @@ def text_forward(P, cfg, ids, pos, image_embeds, deep):
         if deep is not None and l < len(deep):  # _deepstack_process
             x = x.clone()
             x[mask] = x[mask] + deep[l]
+        if vdeep is not None and l < len(vdeep):  # deepstack of the video features at the video pads
+            x = x.clone()
+            x[vmask] = x[vmask] + vdeep[l]
     x = rms_norm(x, P["model.language_model.norm.weight"], eps)
     return linear(x, P["lm_head.weight"])
 
@@ -469,6 +487,39 @@ def main():
     toks = greedy(P, cfg, prompt, torch.tensor(px1, dtype=torch.float64), g1, steps, [V_START, V_END, IMG, 501])
     expected["generate.input_ids"] = np.array(prompt, dtype=np.int64)
     inputs["cases"]["generate"] = {"image_grid_thw": [list(g) for g in g1], "max_new_tokens": steps, "tokens": toks}
+
+    # video: a video of grid (2, 4, 4) (two timestamped one-frame runs of 4 pads; the timestamp text "<0.2 seconds>",
+    # "<1.2 seconds>" stands as plain token ids) followed by an image (1, 4, 6): the tower runs on the image, then the
+    # video (get_image_features / get_video_features), and the features go to the image / video pads separately.
+    for p in P.values():
+        p.grad = None
+    vrng = np.random.default_rng(11)
+    gv_img, gv_vid = [(1, 4, 6)], [(2, 4, 4)]
+    pxi = vrng.standard_normal((24, pd)).astype(np.float32)
+    pxv = vrng.standard_normal((32, pd)).astype(np.float32)
+    prompt3 = ([IM_START, 10, 60, 61, 62, V_START] + [VID] * 4 + [V_END, 60, 63, 62, V_START] + [VID] * 4
+               + [V_END, 11, V_START] + [IMG] * 6 + [V_END, 12, IM_END, IM_START])
+    comp3 = [70, 71, 72, IM_END]
+    ids3 = prompt3 + comp3
+    emb_i, deep_i = vision_forward(P, cfg, torch.tensor(pxi, dtype=torch.float64), gv_img)
+    emb_v, deep_v = vision_forward(P, cfg, torch.tensor(pxv, dtype=torch.float64), gv_vid)
+    pos3, _ = rope_index(cfg, ids3, gv_img, gv_vid)
+    logits3 = text_forward(P, cfg, ids3, pos3, emb_i, deep_i, emb_v, deep_v)
+    lp3 = torch.log_softmax(logits3, dim=-1)
+    cs3 = len(prompt3)
+    c3 = torch.stack([lp3[cs3 - 1 + j, ids3[cs3 + j]] for j in range(len(comp3))])
+    (-c3.sum()).backward()
+    expected["video.input_ids"] = np.array(ids3, dtype=np.int64)
+    expected["video.pixel_values"] = pxi
+    expected["video.pixel_values_videos"] = pxv
+    expected["video.positions"] = pos3.numpy().astype(np.int64)
+    expected["video.video_embeds"] = f32(emb_v)
+    expected["video.logits"] = f32(logits3)
+    expected["video.completion_logprobs"] = f32(c3)
+    for name, p in P.items():
+        expected[f"video.grad.{canonical(name)}"] = f32(p.grad)
+    inputs["cases"]["video"] = {"image_grid_thw": [list(g) for g in gv_img], "video_grid_thw": [list(g) for g in gv_vid],
+                                "completion_start": cs3, "completion_length": len(comp3)}
 
     save_safetensors(os.path.join(out_dir, "model.safetensors"), {k: f32(v) for k, v in P.items()})
     save_safetensors(os.path.join(out_dir, "expected.safetensors"), expected)
