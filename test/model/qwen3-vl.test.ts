@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, type VlmModel } from '../../src/index.js';
+import { loadModel, LORA_TEXT_TARGETS, mergeLoraInto, type VlmModel } from '../../src/index.js';
 import { expectedWeights, getRopeIndex, parseModelConfig, readSafetensors, type LoadedTensor } from '../../src/model/index.js';
 import { preprocessImages } from '../../src/processor/image.js';
 import { smartResize } from '../../src/processor/smart-resize.js';
@@ -310,5 +310,47 @@ describe('Qwen3-VL model vs the reference fixtures', () => {
     expect(s.height % 32 === 0 && s.width % 32 === 0).toBe(true);
     expect(pre.pixelValues.length).toBe((s.height / 16) * (s.width / 16) * 1536);
     expect(pre.pixelValues[0]).toBeCloseTo((10 / 255 - 0.5) / 0.5, 5);  // first row: red channel of a flat image
+  });
+});
+
+describe('Qwen3-VL with LoRA adapters on the text decoder', () => {
+  it('adapters change the logits, merge into a loadable folder with the same logits, and receive gradients', async () => {
+    const model = await loadModel(DIR);
+    try {
+      const c = inputs.cases.single;
+      const inputIds = Int32Array.from(ints(t('single.input_ids')));
+      const input = { inputIds, pixelValues: f32('single.pixel_values'), imageGridThw: grid(c.image_grid_thw) };
+      const base = (await model.forward({ ...input, returnLogits: true })).logits!.slice();
+      const cfg = await model.enableLora({ r: 4, alpha: 8, targetModules: LORA_TEXT_TARGETS, seed: 9 });
+      const layers = Number(configJson.text_config.num_hidden_layers);
+      expect(cfg.modules).toHaveLength(7 * layers);
+      // B starts at zero (the base model exactly); random B makes the adapters matter.
+      expect((await model.forward({ ...input, returnLogits: true })).logits!).toEqual(base);
+      const r = rng(10);
+      const p = model.loraParameters();
+      for (const l of model.loraLayout()) if (l.kind === 'B') for (let i = 0; i < l.numel; i++) p[l.offset + i] = r() - 0.5;
+      const adapted = (await model.forward({ ...input, returnLogits: true })).logits!.slice();
+      expect(maxAbs(adapted.map((v, i) => v - base[i]!))).toBeGreaterThan(1e-3);
+      const merged = join(tempDir(), 'merged');
+      await mergeLoraInto(model, merged);
+      const m = await loadModel(merged);
+      try {
+        const got = (await m.forward({ ...input, returnLogits: true })).logits!;
+        expectClose(got, adapted, 'merged-LoRA logits');
+      } finally {
+        await m.dispose();
+      }
+      // Backward reaches the adapters (and only them: the base gradient buffer stays zero).
+      const targets = completionTargets(inputIds, c.completion_start, c.completion_length);
+      const g = new Float32Array(targets.length);
+      for (let i = 0; i < g.length; i++) if (targets[i]! >= 0) g[i] = -1;
+      model.zeroGrads();
+      await model.forwardBatch([{ ...input, targets }], { keepForBackward: true });
+      await model.backward({ gradLogprobs: g });
+      expect(maxAbs(model.loraGradients())).toBeGreaterThan(0);
+      expect(maxAbs(model.gradients())).toBe(0);
+    } finally {
+      await model.dispose();
+    }
   });
 });
