@@ -2,7 +2,7 @@
 // more than the flops around it). Cephes' expf: Cody-Waite reduction by ln 2, degree-7 polynomial, scale by 2^n
 // through the exponent bits; relative error about 2 ulp. x < -87 (including -inf) gives exactly 0; x is clamped
 // to 88 so the result stays finite. The double overload is std::exp (double builds exist for gradient checks,
-// where accuracy matters more than speed). Same function as the one in cpu/attention.cpp.
+// where accuracy matters more than speed). Used by the flash attention, decode attention and sampling kernels.
 #pragma once
 #include <algorithm>
 #include <cmath>

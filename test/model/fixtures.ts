@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 import { readSafetensors, type LoadedTensor } from '../../src/model/index.js';
 
@@ -79,4 +80,29 @@ export function thrown(fn: () => unknown): Error {
     return e as Error;
   }
   throw new Error('expected the call to throw');
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+/** The fixtures' fp32 tolerance: max|got − ref| ≤ 1e-4 · max(1, max|ref|) (fixtures README §5). */
+export function expectClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
+  expect(got.length, `${what}: length`).toBe(ref.length);
+  let worst = 0, at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i]! - ref[i]!);
+    if (!(d <= worst)) { worst = d; at = i; }
+  }
+  const tol = 1e-4 * Math.max(1, maxAbs(ref));
+  expect(worst, `${what}: max |diff| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}), tolerance ${tol}`).toBeLessThanOrEqual(tol);
+}
+
+/** Targets selecting the completion tokens: position n predicts ids[n + 1] for the completion range. */
+export function completionTargets(ids: ArrayLike<number>, start: number, length: number): Int32Array {
+  const t = new Int32Array(ids.length).fill(-1);
+  for (let j = 0; j < length; j++) t[start + j - 1] = ids[start + j]!;
+  return t;
 }

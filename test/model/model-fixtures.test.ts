@@ -5,35 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type VlmModel } from '../../src/index.js';
-import { CONFIG_NAMES, FIXTURES, inputsJson, ints, tensor, type FixtureName } from './fixtures.js';
+import { completionTargets, CONFIG_NAMES, expectClose, FIXTURES, inputsJson, ints, maxAbs, tensor, type FixtureName } from './fixtures.js';
 
 function f32(name: FixtureName, key: string): Float32Array {
   return tensor(name, key).data as Float32Array;
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-
-/** max|got − ref| ≤ 1e-4 · max(1, max|ref|) (README §5). */
-function expectClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
-  expect(got.length, `${what}: length`).toBe(ref.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= worst)) { worst = d; at = i; }
-  }
-  const tol = 1e-4 * Math.max(1, maxAbs(ref));
-  expect(worst, `${what}: max |diff| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}), tolerance ${tol}`).toBeLessThanOrEqual(tol);
-}
-
-/** Targets selecting the completion tokens: position n predicts ids[n + 1] for the completion range. */
-function completionTargets(ids: ArrayLike<number>, start: number, length: number): Int32Array {
-  const t = new Int32Array(ids.length).fill(-1);
-  for (let j = 0; j < length; j++) t[start + j - 1] = ids[start + j]!;
-  return t;
 }
 
 function pick(logprobs: Float32Array, start: number, length: number): Float32Array {

@@ -16,7 +16,7 @@ import { preprocessImages } from '../../src/processor/image.js';
 import { smartResize } from '../../src/processor/smart-resize.js';
 import { expandImageTokenIds } from '../../src/processor/chat-template.js';
 import { tinyTokenizer, writeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
-import { cleanupTempDirs, FIXTURES, ints, rng, tempDir, thrown } from './fixtures.js';
+import { cleanupTempDirs, completionTargets, expectClose, FIXTURES, ints, maxAbs, rng, tempDir, thrown } from './fixtures.js';
 
 const DIR = join(FIXTURES, 'tiny-q3vl');
 const expectedTensors: Map<string, LoadedTensor> = readSafetensors(join(DIR, 'expected.safetensors'));
@@ -30,30 +30,6 @@ function t(key: string): LoadedTensor {
 }
 const f32 = (key: string): Float32Array => t(key).data as Float32Array;
 const grid = (g: number[][]) => g.map((x) => [x[0]!, x[1]!, x[2]!] as const);
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-
-/** max|got − ref| ≤ 1e-4 · max(1, max|ref|), as in model-fixtures.test.ts. */
-function expectClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
-  expect(got.length, `${what}: length`).toBe(ref.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i]! - ref[i]!);
-    if (!(d <= worst)) { worst = d; at = i; }
-  }
-  const tol = 1e-4 * Math.max(1, maxAbs(ref));
-  expect(worst, `${what}: max |diff| ${worst} at ${at} (got ${got[at]}, want ${ref[at]}), tolerance ${tol}`).toBeLessThanOrEqual(tol);
-}
-
-function completionTargets(ids: ArrayLike<number>, start: number, length: number): Int32Array {
-  const out = new Int32Array(ids.length).fill(-1);
-  for (let j = 0; j < length; j++) out[start + j - 1] = ids[start + j]!;
-  return out;
-}
 
 const withConfig = (patch: (c: any) => void): Record<string, unknown> => {
   const c = structuredClone(configJson);
