@@ -6,7 +6,7 @@
  *
  *   preset 'demo':  text hidden 128, 4 layers, 4 heads (head dim 32), 2 KV heads, MLP 352, M-RoPE [4, 6, 6];
  *                   vision depth 2, width 128, 4 heads (head dim 32), MLP 256, patch 14, merge 2, window 56
- *                   (2×2 merged tokens) with block 1 full attention; tied embeddings. ≈ 1.3 M parameters.
+ *                   (2×2 merged tokens) with block 1 full attention; tied embeddings. ≈ 1.6 M parameters.
  *   preset 'test':  text hidden 64, 2 layers, 4 heads (16), 2 KV heads, MLP 128, M-RoPE [2, 3, 3]; vision width 32,
  *                   2 heads, MLP 64: for quick tests.
  *

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { runDemo } from '../../src/demo/run-demo.js';
+import { readSafetensors } from '../../src/model/safetensors.js';
 
 const dirs: string[] = [];
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
@@ -29,5 +30,18 @@ describe('demo pipeline (toy size)', () => {
     expect(existsSync(res.report)).toBe(true);
     expect(existsSync(join(out, 'grpo', 'metrics.jsonl'))).toBe(true);
     expect(existsSync(join(out, 'data', 'test_ood.jsonl'))).toBe(true);
+
+    // The vision tower stays at its initialisation through SFT and GRPO; the decoder is trained.
+    const init = readSafetensors(join(out, 'model-init', 'model.safetensors'));
+    const latest = readFileSync(join(res.runDir, 'checkpoints', 'latest'), 'utf8').trim();
+    const final = readSafetensors(join(res.runDir, 'checkpoints', latest, 'model.safetensors'));
+    let visionTensors = 0, textChanged = 0;
+    for (const [name, t] of init) {
+      const a = t.data as Float32Array, b = final.get(name)!.data as Float32Array;
+      const same = a.length === b.length && a.every((x, i) => x === b[i]);
+      if (name.startsWith('visual.')) { visionTensors++; expect(same, name).toBe(true); } else if (!same) textChanged++;
+    }
+    expect(visionTensors).toBeGreaterThan(10);
+    expect(textChanged).toBeGreaterThan(10);
   }, 120_000);
 });
