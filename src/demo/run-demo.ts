@@ -90,6 +90,12 @@ const SFT_WARMUP = 50;
  * start, at 1e-4 it climbs (seed 2: 52% → 71% in distribution).
  */
 const GRPO_LR = 1e-4;
+/**
+ * Rollout temperature. The think span restates what is counted ("I see the red circles."); sampled at T = 1 the
+ * policy drifts into restating the wrong target and counting that (seed 3: 87 of 200 test answers after GRPO).
+ * 0.7 makes such deviations rarer while the answer digit still explores (seed 3: −8.5 → −2.5 OOD points).
+ */
+const ROLLOUT_TEMPERATURE = 0.7;
 /** GRPO starts a fresh Adam: a short warm-up keeps its first, sign-like steps from jolting the warm start. */
 const GRPO_WARMUP = 20;
 /**
@@ -172,7 +178,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       model: { path: startDir, freezeVision: o.grpo?.freezeVision ?? FREEZE_VISION },
       data: { ...common.data },
       rewards: [{ name: 'accuracy', weight: 1 }, { name: 'format', weight: o.grpo?.formatWeight ?? 0.2 }],
-      rollout: { groupSize: o.grpo?.groupSize ?? sz.groupSize, promptsPerStep: o.grpo?.promptsPerStep ?? sz.promptsPerStep, maxNewTokens: 24, temperature: o.grpo?.temperature ?? 1 },
+      rollout: { groupSize: o.grpo?.groupSize ?? sz.groupSize, promptsPerStep: o.grpo?.promptsPerStep ?? sz.promptsPerStep, maxNewTokens: 24, temperature: o.grpo?.temperature ?? ROLLOUT_TEMPERATURE },
       // β = 0.04 (R1-V's value) keeps the tiny policy from drifting off its format; without it GRPO at this
       // learning rate collapses within a few hundred steps.
       algorithm: { clipLow: 0.2, clipHigh: 0.28, klCoef: o.grpo?.klCoef ?? 0.04, lossAgg: 'token-mean' },
