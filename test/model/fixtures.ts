@@ -106,3 +106,31 @@ export function completionTargets(ids: ArrayLike<number>, start: number, length:
   for (let j = 0; j < length; j++) t[start + j - 1] = ids[start + j]!;
   return t;
 }
+
+/**
+ * Every parameter's gradient against the reference (`refOf(name)`): relative L2 ≤ 1e-4 and max |diff| ≤ 2e-4 ×
+ * max |ref|; an all-zero reference needs |grad| ≤ 1e-7. Returns how many tensors had a non-zero reference.
+ */
+export function expectGradientsMatch(grads: Float32Array, layout: readonly { name: string; offset: number; numel: number }[], refOf: (name: string) => ArrayLike<number>): number {
+  let checked = 0;
+  for (const e of layout) {
+    const ref = refOf(e.name);
+    const got = grads.subarray(e.offset, e.offset + e.numel);
+    const refMax = maxAbs(ref);
+    if (refMax === 0) {
+      expect(maxAbs(got), `${e.name} should have zero gradient`).toBeLessThanOrEqual(1e-7);
+      continue;
+    }
+    let num = 0, den = 0, worst = 0;
+    for (let i = 0; i < ref.length; i++) {
+      const d = got[i]! - ref[i]!;
+      num += d * d;
+      den += ref[i]! * ref[i]!;
+      worst = Math.max(worst, Math.abs(d));
+    }
+    expect(Math.sqrt(num / den), `${e.name}: relative L2`).toBeLessThanOrEqual(1e-4);
+    expect(worst, `${e.name}: max |diff|`).toBeLessThanOrEqual(2e-4 * refMax);
+    checked++;
+  }
+  return checked;
+}
