@@ -78,11 +78,14 @@ const SFT_TEMPLATE = '<think>I see the {row.target}.</think><answer>{answer}</an
 /** Warm-start learning rate (cosine with 50 warm-up steps). */
 const SFT_LR = 5e-4;
 /**
- * The warm start stops after SFT_STEPS of a cosine schedule spanning SFT_SCHEDULE_STEPS: midway, while counting is
- * emerging (about 50% accuracy against 17% for guessing), so the policy is non-trivial and has room to improve.
+ * The warm start stops after SFT_STEPS of a cosine schedule spanning SFT_SCHEDULE_STEPS, while counting is still
+ * emerging (40–70% in distribution against 17% for guessing): GRPO sharpens what the policy already half-knows, so
+ * it needs a start whose greedy answer is often nearly right. Measured over seeds 1–3 (GRPO minus start, in / out of
+ * distribution): stopping at 600 of 1500 steps +6.5 / +7.3 points, at 900 of 2250 +13.2 / +10.5, at 1200 of 3000
+ * +9.0 / +10.0 (less room left in distribution).
  */
-const SFT_STEPS = 600;
-const SFT_SCHEDULE_STEPS = 1500;
+const SFT_STEPS = 900;
+const SFT_SCHEDULE_STEPS = 2250;
 const SFT_WARMUP = 50;
 /**
  * GRPO learning rate: a fifth of the warm start's peak. Policy-gradient steps are far noisier than supervised ones;
