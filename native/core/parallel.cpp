@@ -30,7 +30,11 @@ class ThreadPool {
     stop_workers();
     stopping_ = false;
     stopping_flag_.store(false, std::memory_order_release);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+    // A fresh worker starts from the current generation: no job runs now (run_mutex_ is held), so the last one
+    // has finished, and a worker starting from 0 would run it again and miscount `pending_` (lost wake-ups,
+    // or parallel_for returning while chunks still run).
+    const uint64_t current = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
   }
 
   void run(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
@@ -102,9 +106,8 @@ class ThreadPool {
     }
   }
 
-  void worker_loop() {
+  void worker_loop(uint64_t seen) {
     in_worker_ = true;
-    uint64_t seen = 0;
     for (;;) {
       if (!spin_until([&] { return stopping_flag_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lk(m_);
