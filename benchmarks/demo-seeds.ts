@@ -6,7 +6,7 @@
  *
  *   node --import tsx benchmarks/demo-seeds.ts [--seeds 1,2,3] [--out DIR] [--no-sft-baseline] [--reuse]
  *
- * Takes about 3 × (demo time + GRPO time) on a 2-core machine (≈ 22 minutes on an otherwise idle one).
+ * Takes about 3 × (demo time + GRPO time) on a 2-core machine (≈ 30 minutes on an otherwise idle one).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';

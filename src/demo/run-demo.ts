@@ -61,11 +61,14 @@ export interface DemoResult {
 /** The demo's sizes: the default run fits in 10 minutes on 2 cores; `quick` runs in seconds for tests. */
 function sizes(o: DemoOptions) {
   const q = o.quick ?? false;
+  const sftSteps = o.sftSteps ?? (q ? 4 : SFT_STEPS);
   return {
     train: q ? 64 : 2000,
     testId: q ? 16 : 200,
     testOod: q ? 16 : 200,
-    sftSteps: o.sftSteps ?? (q ? 4 : SFT_STEPS),
+    sftSteps,
+    // The cosine keeps the default's proportion when sftSteps is overridden.
+    sftScheduleSteps: Math.max(sftSteps, Math.round((sftSteps * SFT_SCHEDULE_STEPS) / SFT_STEPS)),
     sftBatch: q ? 8 : 16,
     grpoSteps: o.grpoSteps ?? (q ? 2 : 450),
     promptsPerStep: q ? 2 : 8,
@@ -141,7 +144,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       data: common.data,
       optim: {
         lr: SFT_LR, schedule: 'cosine', warmupSteps: Math.min(SFT_WARMUP, sz.sftSteps),
-        scheduleSteps: Math.max(sz.sftSteps, Math.round((sz.sftSteps * SFT_SCHEDULE_STEPS) / SFT_STEPS)), microBatchSize: 16, maxGradNorm: 1,
+        scheduleSteps: sz.sftScheduleSteps, microBatchSize: 16, maxGradNorm: 1,
       },
       sft: { answerTemplate: SFT_TEMPLATE, batchSize: sz.sftBatch },
       train: { ...common.train, steps: sz.sftSteps, outDir: join(out, 'sft'), saveEvery: 0 },
@@ -169,7 +172,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       model: { path: startDir, freezeVision: FREEZE_VISION },
       data: common.data,
       // The learning rate the warm start ended with, held constant.
-      optim: { lr: learningRate('cosine', SFT_LR, SFT_STEPS, SFT_SCHEDULE_STEPS, SFT_WARMUP), schedule: 'constant', microBatchSize: 16, maxGradNorm: 1 },
+      optim: { lr: learningRate('cosine', SFT_LR, sz.sftSteps, sz.sftScheduleSteps, Math.min(SFT_WARMUP, sz.sftSteps)), schedule: 'constant', microBatchSize: 16, maxGradNorm: 1 },
       sft: { answerTemplate: SFT_TEMPLATE, batchSize: sz.sftBatch },
       train: { ...common.train, seed: o.seed + 1, steps: 1_000_000, outDir: runDir, saveEvery: 0 },
     });
